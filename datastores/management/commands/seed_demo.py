@@ -1,0 +1,68 @@
+"""Create the demo: a generated source database, an enrichment database, a datastore, teams and
+users for every persona, and a first Sync. Safe to run again: existing objects are kept."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.models import Level, Role, Team, User
+from datastores.demo_source import generate_demo_source
+from datastores.models import Datastore
+
+DEMO_PASSWORD = "assay-demo"
+PERSONAS = [
+    # username, role, team level on the demo datastore (None: no team)
+    ("admin", Role.ADMIN, None),
+    ("editor", Role.MEMBER, Level.EDITOR),
+    ("viewer", Role.MEMBER, Level.VIEWER),
+    ("reporter", Role.MEMBER, Level.REPORTER),
+    ("outsider", Role.MEMBER, None),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo datastore and demo users (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rows", type=int, default=20_000, help="orders in the demo source")
+        parser.add_argument("--no-sync", action="store_true", help="do not launch a first Sync")
+
+    def handle(self, *args, rows: int, no_sync: bool, **options):
+        demo_dir = settings.VAR_DIR / "demo"
+        demo_dir.mkdir(parents=True, exist_ok=True)
+        source = demo_dir / "source.sqlite3"
+        if not source.exists():
+            self.stdout.write(f"Generating the demo source database ({rows} orders)...")
+            generate_demo_source(f"sqlite:///{source}", rows=rows)
+        with transaction.atomic():
+            datastore, _ = Datastore.objects.get_or_create(
+                name="Demo warehouse",
+                defaults={
+                    "source_url": f"sqlite:///{source}",
+                    "enrichment_url": f"sqlite:///{demo_dir / 'enrichment.sqlite3'}",
+                    "enrichment_prefix": "demo",
+                },
+            )
+            for username, role, level in PERSONAS:
+                user, made = User.objects.get_or_create(
+                    username=username, defaults={"role": role, "email": f"{username}@demo.local"}
+                )
+                if made:
+                    user.set_password(DEMO_PASSWORD)
+                    user.is_staff = user.is_superuser = role == Role.ADMIN
+                    user.save()
+                if level is not None:
+                    team, _ = Team.objects.get_or_create(
+                        name=f"Demo {level.label}s", defaults={"level": level}
+                    )
+                    team.members.add(user)
+                    team.datastores.add(datastore)
+        if not no_sync and not datastore.runs.exists():
+            from runs.services import run_launch
+
+            admin = User.objects.get(username="admin")
+            run_launch(user=admin, datastore=datastore, operation="sync", config={})
+        self.stdout.write(self.style.SUCCESS("Demo ready. Users (password: %s):" % DEMO_PASSWORD))
+        for username, role, level in PERSONAS:
+            what = level.label if level else ("admin role" if role == Role.ADMIN else "no team")
+            self.stdout.write(f"  {username:<9} {what}")

@@ -1,0 +1,191 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from sqlalchemy.engine import make_url
+
+
+class Datastore(models.Model):
+    """A source database reachable through a SQLAlchemy URL.
+
+    The URLs carry credentials: they are write-only for users. Templates and API schemas only
+    ever use ``display_url``/``display_enrichment_url``, which mask the password.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    source_url = models.TextField()
+    enrichment_url = models.TextField(blank=True, default="")
+    enrichment_prefix = models.CharField(max_length=40, default="assay")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_url(self) -> str:
+        return mask_url(self.source_url)
+
+    @property
+    def display_enrichment_url(self) -> str:
+        return mask_url(self.enrichment_url) if self.enrichment_url else ""
+
+    @property
+    def dialect(self) -> str:
+        try:
+            return make_url(self.source_url).get_backend_name()
+        except Exception:
+            return "unknown"
+
+
+def mask_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(invalid URL)"
+
+
+class ContainerKind(models.TextChoices):
+    TABLE = "table", "Table"
+    VIEW = "view", "View"
+    COMPUTED = "computed", "Computed table"
+
+
+class Container(models.Model):
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="containers")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=ContainerKind.choices)
+    # Computed tables only: a SELECT over the source, run as a subquery.
+    query = models.TextField(blank=True, default="")
+    # Incremental scans read only rows whose high_water_column exceeds the stored mark.
+    high_water_column = models.CharField(max_length=255, blank=True, default="")
+    high_water_mark = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["datastore", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["datastore", "name"], name="container_name_unique"),
+            models.CheckConstraint(
+                condition=Q(kind__in=ContainerKind.values), name="container_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=ContainerKind.COMPUTED) | ~Q(query=""),
+                name="computed_container_has_query",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.datastore.name}.{self.name}"
+
+
+class Field(models.Model):
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="fields")
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=32)
+    source_type = models.CharField(max_length=100, blank=True, default="")
+    nullable = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["container", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["container", "name"], name="field_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FieldProfile(models.Model):
+    """Latest statistics of one field, replaced by each Profile that reaches it."""
+
+    field = models.OneToOneField(Field, on_delete=models.CASCADE, related_name="profile")
+    run_id = models.BigIntegerField(null=True, blank=True)  # plain id: the Run may be deleted
+    record_count = models.BigIntegerField(default=0)
+    stats = models.JSONField(default=dict)
+    profiled_at = models.DateTimeField()
+
+
+class CheckStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    ARCHIVED = "archived", "Archived"
+
+
+class CheckOrigin(models.TextChoices):
+    INFERRED = "inferred", "Inferred"
+    AUTHORED = "authored", "Authored"
+
+
+class Check(models.Model):
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="checks")
+    type = models.CharField(max_length=32)
+    field_name = models.CharField(max_length=255, blank=True, default="")
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=CheckStatus.choices, default=CheckStatus.ACTIVE)
+    origin = models.CharField(
+        max_length=16, choices=CheckOrigin.choices, default=CheckOrigin.AUTHORED
+    )
+    description = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["container", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=CheckStatus.values), name="check_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(origin__in=CheckOrigin.values), name="check_origin_valid"
+            ),
+            # Re-profiling updates an inferred check in place instead of adding a twin.
+            models.UniqueConstraint(
+                fields=["container", "type", "field_name"],
+                condition=Q(origin="inferred"),
+                name="inferred_check_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type}({self.field_name})" if self.field_name else self.type
+
+
+class AnomalyStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Anomaly(models.Model):
+    """A failed check found by a Scan; it outlives the Run that found it."""
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="anomalies")
+    check_rule = models.ForeignKey(
+        Check, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies"
+    )
+    run_id = models.BigIntegerField(null=True, blank=True)  # plain id: the Run may be deleted
+    status = models.CharField(
+        max_length=16, choices=AnomalyStatus.choices, default=AnomalyStatus.ACTIVE
+    )
+    failed_count = models.BigIntegerField()
+    examples = models.JSONField(default=list)
+    description = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AnomalyStatus.values), name="anomaly_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(failed_count__gte=0), name="anomaly_count_valid"),
+        ]
+        indexes = [models.Index(fields=["container", "status"])]

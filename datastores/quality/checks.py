@@ -1,0 +1,736 @@
+"""Data-quality checks: definition, SQL push-down evaluation and streaming evaluation of rows.
+
+Pure SQLAlchemy; no Django. Everything returned is JSON-safe so callers can store it as is.
+
+Decisions worth knowing before changing anything here:
+
+* ``unique`` counts *surplus duplicates*: ``count(col) - count(DISTINCT col)``. Three rows
+  sharing one value are two failures; NULLs never fail ``unique``.
+* Every check but ``not_null`` lets NULL pass: a missing value is ``not_null``'s business.
+* ``matches_pattern`` uses search semantics (unanchored, like ``re.search``). Patterns are
+  validated with Python's ``re``. SQLite runs them with Python's ``re`` too (the REGEXP function
+  SQLAlchemy's pysqlite dialect registers); PostgreSQL runs them with ``~`` as POSIX advanced
+  regular expressions. Stay in the common subset (classes, anchors, quantifiers, alternation);
+  a pattern PostgreSQL rejects becomes that check's error, never the whole scan's.
+* Stored naive date-times are taken to be UTC. ``not_future`` compares a DATE column with the
+  UTC date of ``now`` and date-time columns with ``now`` itself. On SQLite, dates and
+  date-times are ISO text, written with either a space or a ``T`` separator depending on the
+  writer, so both sides go through ``julianday()`` and compare as instants, never as text.
+* Connections are only read from. After a failed statement the connection's transaction is
+  rolled back, because PostgreSQL refuses every later statement of a failed transaction: pass a
+  connection from ``engine.connect()`` that holds no writes, not one inside ``engine.begin()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.elements import ColumnElement
+
+CHECK_TYPES: tuple[str, ...] = (
+    "not_null",
+    "unique",
+    "between",
+    "not_negative",
+    "expected_values",
+    "matches_pattern",
+    "max_length",
+    "not_future",
+    "row_count_between",
+)
+
+# Parameter names per check type; every name listed is accepted, nothing else is.
+_PARAM_NAMES: dict[str, frozenset[str]] = {
+    "not_null": frozenset(),
+    "unique": frozenset(),
+    "between": frozenset({"min", "max"}),
+    "not_negative": frozenset(),
+    "expected_values": frozenset({"values"}),
+    "matches_pattern": frozenset({"pattern"}),
+    "max_length": frozenset({"length"}),
+    "not_future": frozenset(),
+    "row_count_between": frozenset({"min", "max"}),
+}
+
+_TABLE_LEVEL_TYPES = frozenset({"row_count_between"})
+_ERROR_MESSAGE_MAX = 300
+
+
+class CheckDefinitionError(ValueError):
+    """A check definition that cannot be evaluated; the message is meant for the user."""
+
+
+class RowDecodeError(ValueError):
+    """A value of a streamed row that cannot be read as its field's type."""
+
+    def __init__(self, *, column: str, row_number: int, value: str, field_type: str) -> None:
+        self.column = column
+        self.row_number = row_number
+        self.value = value
+        self.field_type = field_type
+        super().__init__(
+            f"row {row_number}, column {column!r}: cannot read {value!r} as {field_type}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSpec:
+    """One check to evaluate. ``key`` is the caller's id and keys the results."""
+
+    key: str
+    type: str
+    field: str | None = None
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """``failed_count`` is None exactly when ``error`` says why the check could not run."""
+
+    failed_count: int | None = None
+    error: str | None = None
+    # Filled by evaluate_rows only; SQL callers fetch examples with fetch_examples.
+    examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failed_count)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    records_scanned: int
+    results: dict[str, CheckResult]
+    # JSON-safe max of the high-water column over the scanned rows; see high_water_filter.
+    high_water_mark: Any = None
+
+
+class _CheckLike(Protocol):
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def field(self) -> str | None: ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions
+
+
+def validate_check(type: str, field: str | None, params: Mapping[str, Any] | None) -> dict:
+    """Return the normalized params of a check, or raise CheckDefinitionError saying why not."""
+    if type not in _PARAM_NAMES:
+        raise CheckDefinitionError(
+            f"unknown check type {type!r}; expected one of: {', '.join(CHECK_TYPES)}"
+        )
+    if type in _TABLE_LEVEL_TYPES:
+        if field:
+            raise CheckDefinitionError(f"{type} applies to the whole table and takes no field")
+    elif not field:
+        raise CheckDefinitionError(f"{type} needs a field")
+    params = {} if params is None else params
+    if not isinstance(params, Mapping):
+        raise CheckDefinitionError(f"{type} params must be an object, not {params!r}")
+    unknown = sorted(set(params) - _PARAM_NAMES[type])
+    if unknown:
+        raise CheckDefinitionError(f"unknown parameter(s) for {type}: {', '.join(unknown)}")
+    return _NORMALIZERS.get(type, _no_params)(type, params)
+
+
+def _no_params(type: str, params: Mapping[str, Any]) -> dict:
+    return {}
+
+
+def _normalize_range(type: str, params: Mapping[str, Any]) -> dict:
+    low, high = params.get("min"), params.get("max")
+    for name, value in (("min", low), ("max", high)):
+        if value is not None and not _is_number(value):
+            raise CheckDefinitionError(f"{type}.{name} must be a number, not {value!r}")
+        if type == "row_count_between" and value is not None and (value < 0 or value % 1):
+            raise CheckDefinitionError(f"{type}.{name} must be a whole number >= 0, not {value}")
+    if low is None and high is None:
+        raise CheckDefinitionError(f"{type} needs min, max or both")
+    if low is not None and high is not None and low > high:
+        raise CheckDefinitionError(f"{type}.min ({low}) is greater than {type}.max ({high})")
+    if type == "row_count_between":
+        low, high = _whole(low), _whole(high)
+    return {"min": low, "max": high}
+
+
+def _normalize_expected_values(type: str, params: Mapping[str, Any]) -> dict:
+    values = _require(type, params, "values")
+    if not isinstance(values, list | tuple) or not values:
+        raise CheckDefinitionError(f"{type}.values must be a non-empty list")
+    for value in values:
+        if value is None:
+            raise CheckDefinitionError(
+                f"{type}.values cannot contain null; NULLs pass, use not_null to forbid them"
+            )
+        if not (isinstance(value, str | bool) or _is_number(value)):
+            raise CheckDefinitionError(f"{type}.values holds {value!r}: not a string or number")
+    return {"values": list(dict.fromkeys(values))}
+
+
+def _normalize_pattern(type: str, params: Mapping[str, Any]) -> dict:
+    pattern = _require(type, params, "pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise CheckDefinitionError(f"{type}.pattern must be a non-empty string")
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise CheckDefinitionError(
+            f"{type}.pattern {pattern!r} is not a valid regular expression: {error}"
+        ) from None
+    return {"pattern": pattern}
+
+
+def _normalize_max_length(type: str, params: Mapping[str, Any]) -> dict:
+    length = _require(type, params, "length")
+    if not _is_number(length) or length % 1 or length <= 0:
+        raise CheckDefinitionError(f"{type}.length must be a positive whole number, not {length!r}")
+    return {"length": int(length)}
+
+
+_NORMALIZERS: dict[str, Callable[[str, Mapping[str, Any]], dict]] = {
+    "between": _normalize_range,
+    "row_count_between": _normalize_range,
+    "expected_values": _normalize_expected_values,
+    "matches_pattern": _normalize_pattern,
+    "max_length": _normalize_max_length,
+}
+
+
+def _require(type: str, params: Mapping[str, Any], name: str) -> Any:
+    if name not in params:
+        raise CheckDefinitionError(f"{type} needs the parameter {name!r}")
+    return params[name]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def describe(check: _CheckLike) -> str:
+    """A short sentence for humans, e.g. "quantity is not negative"."""
+    subject, params = check.field or "", check.params
+    match check.type:
+        case "not_null":
+            return f"{subject} is not null"
+        case "unique":
+            return f"{subject} is unique"
+        case "not_negative":
+            return f"{subject} is not negative"
+        case "not_future":
+            return f"{subject} is not in the future"
+        case "between":
+            return f"{subject} {_describe_range(params)}"
+        case "row_count_between":
+            return f"row count {_describe_range(params)}"
+        case "expected_values":
+            return f"{subject} is one of {_describe_values(params.get('values') or [])}"
+        case "matches_pattern":
+            return f"{subject} matches {params.get('pattern')}"
+        case "max_length":
+            return f"{subject} is at most {params.get('length')} characters long"
+    return f"{check.type}({subject})" if subject else check.type
+
+
+def _describe_range(params: Mapping[str, Any]) -> str:
+    low, high = params.get("min"), params.get("max")
+    if low is None:
+        return f"is at most {high}"
+    if high is None:
+        return f"is at least {low}"
+    return f"is between {low} and {high}"
+
+
+def _describe_values(values: Sequence[Any], shown: int = 5) -> str:
+    listed = ", ".join(repr(value) for value in values[:shown])
+    hidden = len(values) - shown
+    return f"{listed} and {hidden} more" if hidden > 0 else listed
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON-safe values and high-water marks
+
+
+def json_safe(value: Any) -> Any:
+    """A value as stored in JSON; Decimals stay exact (int, float only when lossless, else str)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        if value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        return as_float if Decimal(repr(as_float)) == value else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+def high_water_filter(table: sa.FromClause, column: str, mark: Any) -> ColumnElement[bool] | None:
+    """The incremental-scan filter ``column > mark`` for a mark from Evaluation.high_water_mark.
+
+    The mark went through json_safe, so dates come back as ISO text and are decoded here
+    according to the column's type before binding.
+    """
+    if mark is None:
+        return None
+    target = table.c[column]
+    return target > _decode_mark(target.type, mark)
+
+
+def _decode_mark(type_: sa.types.TypeEngine, mark: Any) -> Any:
+    if isinstance(mark, str):
+        if isinstance(type_, sa.DateTime):
+            return datetime.fromisoformat(mark)
+        if isinstance(type_, sa.Date):
+            return date.fromisoformat(mark)
+        if isinstance(type_, sa.Numeric):
+            return Decimal(mark)
+    return mark
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL push-down evaluation
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """The rows a scan reads: a FROM clause plus an optional filter applied on it."""
+
+    from_: sa.FromClause
+    where: ColumnElement[bool] | None
+
+    def select(self, *columns: Any) -> sa.Select:
+        statement = sa.select(*columns).select_from(self.from_)
+        return statement if self.where is None else statement.where(self.where)
+
+
+def _scan_source(
+    table: sa.FromClause,
+    where: ColumnElement[bool] | None,
+    record_limit: int | None,
+    high_water_column: str | None,
+) -> _Source:
+    if record_limit is None:
+        return _Source(table, where)
+    if record_limit <= 0:
+        raise ValueError(f"record_limit must be positive, not {record_limit}")
+    limited = sa.select(table)
+    if where is not None:
+        limited = limited.where(where)
+    if high_water_column:
+        # The mark is the max of the rows read: without this order a LIMIT could read rows
+        # past unread ones, and the next incremental scan would skip those for good.
+        limited = limited.order_by(table.c[high_water_column])
+    return _Source(limited.limit(record_limit).subquery("scanned_rows"), None)
+
+
+@dataclasses.dataclass
+class _PreparedCheck:
+    spec: CheckSpec
+    params: dict
+    measure: ColumnElement[Any] | None = None  # None: table-level or not runnable
+    failed_count: int | None = None
+    error: str | None = None
+
+    def result(self, records: int) -> CheckResult:
+        if self.error is not None:
+            return CheckResult(error=self.error)
+        if self.spec.type == "row_count_between":
+            return CheckResult(failed_count=int(not _within(records, self.params)))
+        return CheckResult(failed_count=int(self.failed_count or 0))
+
+
+def evaluate_sql(
+    conn: sa.Connection,
+    table: sa.FromClause,
+    checks: Sequence[CheckSpec],
+    *,
+    where: ColumnElement[bool] | None = None,
+    record_limit: int | None = None,
+    high_water_column: str | None = None,
+    now: datetime,
+) -> Evaluation:
+    """Evaluate all checks of one table in a single aggregate statement (one table pass).
+
+    If that statement fails, each check runs alone so a broken one (a dropped column, a pattern
+    the database rejects) reports its own error and the others still get results. A failure of
+    the table itself (or a cancelled query) is raised.
+    """
+    source = _scan_source(table, where, record_limit, high_water_column)
+    prepared = [_prepare(source.from_, spec, conn.dialect.name, now) for spec in checks]
+    runnable = [check for check in prepared if check.measure is not None]
+    base_columns = [sa.func.count().label("records")]
+    if high_water_column:
+        base_columns.append(sa.func.max(source.from_.c[high_water_column]).label("high_water"))
+    # Positional labels: check keys and field names need not be valid SQL identifiers.
+    measures = [check.measure.label(f"check_{index}") for index, check in enumerate(runnable)]
+
+    try:
+        row = conn.execute(source.select(*base_columns, *measures)).one()
+        for index, check in enumerate(runnable):
+            check.failed_count = row._mapping[f"check_{index}"]
+    except sa_exc.DBAPIError as error:
+        _recover(conn, error)
+        row = conn.execute(source.select(*base_columns)).one()
+        _evaluate_one_by_one(conn, source, runnable)
+
+    records = int(row.records)
+    return Evaluation(
+        records_scanned=records,
+        results={check.spec.key: check.result(records) for check in prepared},
+        high_water_mark=json_safe(row.high_water) if high_water_column else None,
+    )
+
+
+def _evaluate_one_by_one(
+    conn: sa.Connection, source: _Source, checks: Sequence[_PreparedCheck]
+) -> None:
+    for check in checks:
+        try:
+            check.failed_count = conn.execute(source.select(check.measure)).scalar_one()
+        except sa_exc.DBAPIError as error:
+            _recover(conn, error)
+            check.error = _short_error(error)
+
+
+def _recover(conn: sa.Connection, error: sa_exc.DBAPIError) -> None:
+    """Re-raise errors that must stop the scan; otherwise make the connection usable again."""
+    # An Abort cancels the running query (psycopg cancel, sqlite3 interrupt): retrying check by
+    # check would turn one fast cancel into N slow queries.
+    if error.connection_invalidated or _is_cancellation(error.orig):
+        raise error
+    conn.rollback()
+
+
+def _is_cancellation(orig: BaseException | None) -> bool:
+    return getattr(orig, "sqlstate", None) == "57014" or str(orig) == "interrupted"
+
+
+def _short_error(error: sa_exc.DBAPIError) -> str:
+    lines = str(error.orig or error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:_ERROR_MESSAGE_MAX]
+
+
+def _within(value: float, bounds: Mapping[str, Any]) -> bool:
+    low, high = bounds.get("min"), bounds.get("max")
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _prepare(from_: sa.FromClause, spec: CheckSpec, dialect: str, now: datetime) -> _PreparedCheck:
+    try:
+        params = validate_check(spec.type, spec.field, spec.params)
+    except CheckDefinitionError as error:
+        return _PreparedCheck(spec, {}, error=str(error))
+    if spec.type in _TABLE_LEVEL_TYPES:
+        return _PreparedCheck(spec, params)
+    if spec.field not in from_.c:
+        return _PreparedCheck(spec, params, error=f"column {spec.field!r} not found")
+    column = from_.c[spec.field]
+    if spec.type == "unique":
+        measure = sa.func.count(column) - sa.func.count(sa.distinct(column))
+    else:
+        failing = _failure_predicate(column, spec.type, params, dialect, now)
+        measure = sa.func.count(sa.case((failing, 1)))
+    return _PreparedCheck(spec, params, measure=measure)
+
+
+def _failure_predicate(
+    column: ColumnElement[Any], type: str, params: Mapping[str, Any], dialect: str, now: datetime
+) -> ColumnElement[bool]:
+    """SQL that is true for a failing row; NULL (not true) lets the row pass."""
+    match type:
+        case "not_null":
+            return column.is_(None)
+        case "not_negative":
+            return column < 0
+        case "between":
+            return sa.or_(
+                *([column < params["min"]] if params["min"] is not None else []),
+                *([column > params["max"]] if params["max"] is not None else []),
+            )
+        case "expected_values":
+            return column.not_in(params["values"])
+        case "matches_pattern":
+            return ~_as_text(column).regexp_match(params["pattern"])
+        case "max_length":
+            return sa.func.length(_as_text(column)) > params["length"]
+        case "not_future":
+            return _is_future(column, dialect, now)
+    raise AssertionError(f"no SQL predicate for {type}")
+
+
+def _as_text(column: ColumnElement[Any]) -> ColumnElement[str]:
+    return column if isinstance(column.type, sa.String) else sa.cast(column, sa.String)
+
+
+def _is_future(column: ColumnElement[Any], dialect: str, now: datetime) -> ColumnElement[bool]:
+    now_utc = _as_utc(now)
+    if dialect == "sqlite":
+        # ISO text on both sides; julianday() reads any ISO layout (and offsets) as an instant.
+        stamp = sa.literal(now_utc.replace(tzinfo=None).isoformat(sep=" "), sa.String)
+        return sa.func.julianday(column) > sa.func.julianday(stamp)
+    if isinstance(column.type, sa.DateTime):
+        if column.type.timezone:
+            return column > sa.literal(now_utc, sa.DateTime(timezone=True))
+        return column > sa.literal(now_utc.replace(tzinfo=None), sa.DateTime())
+    if isinstance(column.type, sa.Date):
+        return column > sa.literal(now_utc.date(), sa.Date())
+    return column > sa.literal(now_utc, sa.DateTime(timezone=True))
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are read as UTC, like naive stored values."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def fetch_examples(
+    conn: sa.Connection,
+    table: sa.FromClause,
+    check: CheckSpec,
+    *,
+    where: ColumnElement[bool] | None = None,
+    record_limit: int | None = None,
+    high_water_column: str | None = None,
+    limit: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` failing source rows as JSON-safe dicts.
+
+    Pass the same where/record_limit/high_water_column as to evaluate_sql so the examples come
+    from the rows that were scanned. For ``unique`` these are all rows whose value occurs more
+    than once, grouped by value; ``row_count_between`` has no failing rows to show.
+    """
+    params = validate_check(check.type, check.field, check.params)
+    if check.type in _TABLE_LEVEL_TYPES or limit <= 0:
+        return []
+    source = _scan_source(table, where, record_limit, high_water_column)
+    column = source.from_.c[check.field]
+    statement = source.select(source.from_)
+    if check.type == "unique":
+        duplicated = (
+            source.select(column)
+            .where(column.is_not(None))
+            .group_by(column)
+            .having(sa.func.count() > 1)
+            # The same FROM as the outer query: correlating would empty the subquery's FROM.
+            .correlate(None)
+        )
+        statement = statement.where(column.in_(duplicated)).order_by(column)
+    else:
+        statement = statement.where(
+            _failure_predicate(column, check.type, params, conn.dialect.name, now)
+        )
+    try:
+        rows = conn.execute(statement.limit(limit)).mappings()
+        return [{name: json_safe(value) for name, value in row.items()} for row in rows]
+    except sa_exc.DBAPIError as error:
+        _recover(conn, error)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming evaluation of rows read from a file
+
+_NUMERIC_TYPES = frozenset({"integer", "float", "decimal"})
+_TEMPORAL_TYPES = frozenset({"date", "datetime"})
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
+
+
+def _decode_boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def _decode_decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(text) from None
+
+
+def _decode_datetime(text: str) -> datetime:
+    return _as_utc(datetime.fromisoformat(text.strip()))
+
+
+_DECODERS: dict[str, Callable[[str], Any]] = {
+    "integer": int,
+    "float": float,
+    "decimal": _decode_decimal,
+    "string": str,
+    "other": str,
+    "date": lambda text: date.fromisoformat(text.strip()),
+    "datetime": _decode_datetime,
+    "boolean": _decode_boolean,
+}
+
+
+class _Duplicates:
+    """Fails every non-null value already seen: the count equals SQL's surplus duplicates.
+
+    The one check that needs memory: it keeps each distinct value once.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[Any] = set()
+
+    def __call__(self, value: Any) -> bool:
+        if value is None:
+            return False
+        if value in self.seen:
+            return True
+        self.seen.add(value)
+        return False
+
+
+@dataclasses.dataclass
+class _RowCheck:
+    spec: CheckSpec
+    params: dict
+    fails: Callable[[Any], bool] | None = None  # None: table-level or not runnable
+    result: CheckResult = dataclasses.field(default_factory=lambda: CheckResult(failed_count=0))
+
+
+def evaluate_rows(
+    rows: Iterable[Mapping[str, str | None]],
+    checks: Sequence[CheckSpec],
+    *,
+    field_types: Mapping[str, str],
+    now: datetime,
+    example_limit: int = 10,
+) -> Evaluation:
+    """Evaluate checks over text rows (e.g. a CSV) with the semantics of evaluate_sql.
+
+    Streams: memory stays constant but for ``unique``, which remembers each distinct value.
+    Empty strings and missing keys are NULL. Only the fields checks use are decoded; a value
+    that does not decode raises RowDecodeError (``row_number`` counts data rows from 1).
+    Examples are the failing rows as given; for ``unique``, the repeated occurrences.
+    """
+    prepared = [_prepare_row_check(spec, field_types, now) for spec in checks]
+    active = [check for check in prepared if check.fails is not None]
+    decoders = {check.spec.field: _DECODERS[field_types[check.spec.field]] for check in active}
+    records = 0
+    for records, row in enumerate(rows, start=1):
+        values = {
+            name: _decode(row.get(name), decode, name, records, field_types[name])
+            for name, decode in decoders.items()
+        }
+        for check in active:
+            if check.fails(values[check.spec.field]):
+                check.result.failed_count += 1
+                if len(check.result.examples) < example_limit:
+                    check.result.examples.append(dict(row))
+    for check in prepared:
+        if check.spec.type == "row_count_between" and check.result.error is None:
+            check.result.failed_count = int(not _within(records, check.params))
+    return Evaluation(
+        records_scanned=records, results={check.spec.key: check.result for check in prepared}
+    )
+
+
+def _decode(
+    text: str | None, decode: Callable[[str], Any], column: str, row_number: int, field_type: str
+) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        return decode(text)
+    except ValueError:
+        raise RowDecodeError(
+            column=column, row_number=row_number, value=text, field_type=field_type
+        ) from None
+
+
+def _prepare_row_check(spec: CheckSpec, field_types: Mapping[str, str], now: datetime) -> _RowCheck:
+    try:
+        params = validate_check(spec.type, spec.field, spec.params)
+    except CheckDefinitionError as error:
+        return _RowCheck(spec, {}, result=CheckResult(error=str(error)))
+    if spec.type in _TABLE_LEVEL_TYPES:
+        return _RowCheck(spec, params)
+    field_type = field_types.get(spec.field)
+    if field_type not in _DECODERS:
+        return _RowCheck(
+            spec, params, result=CheckResult(error=f"column {spec.field!r} has no known type")
+        )
+    try:
+        fails = _row_predicate(spec.type, params, field_type, now)
+    except CheckDefinitionError as error:
+        return _RowCheck(spec, params, result=CheckResult(error=str(error)))
+    return _RowCheck(spec, params, fails=fails)
+
+
+def _row_predicate(
+    type: str, params: Mapping[str, Any], field_type: str, now: datetime
+) -> Callable[[Any], bool]:
+    """A function telling whether a decoded value fails; NULL fails only not_null."""
+    if type in {"between", "not_negative"} and field_type not in _NUMERIC_TYPES:
+        raise CheckDefinitionError(f"{type} needs a numeric column, not a {field_type} one")
+    if type == "not_future" and field_type not in _TEMPORAL_TYPES:
+        raise CheckDefinitionError(
+            f"{type} needs a date or datetime column, not a {field_type} one"
+        )
+    match type:
+        case "not_null":
+            return lambda value: value is None
+        case "unique":
+            return _Duplicates()
+        case "not_negative":
+            return lambda value: value is not None and value < 0
+        case "between":
+            return lambda value: value is not None and not _within(value, params)
+        case "expected_values":
+            expected = _expected_set(params["values"], field_type)
+            return lambda value: value is not None and value not in expected
+        case "matches_pattern":
+            pattern = re.compile(params["pattern"])
+            return lambda value: value is not None and pattern.search(str(value)) is None
+        case "max_length":
+            return lambda value: value is not None and len(str(value)) > params["length"]
+        case "not_future":
+            now_utc = _as_utc(now)
+            limit = now_utc.date() if field_type == "date" else now_utc
+            return lambda value: value is not None and value > limit
+    raise AssertionError(f"no row predicate for {type}")
+
+
+def _expected_set(values: Iterable[Any], field_type: str) -> frozenset[Any]:
+    # Decoded values are typed, so textual expectations on typed columns are decoded alike.
+    decode = _DECODERS[field_type]
+    try:
+        return frozenset(decode(value) if isinstance(value, str) else value for value in values)
+    except ValueError as error:
+        raise CheckDefinitionError(
+            f"expected_values.values do not all read as {field_type}: {error}"
+        ) from None

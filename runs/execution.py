@@ -1,0 +1,323 @@
+"""Executes one Run inside a Celery worker.
+
+Guarantees (DESIGN §4):
+* claim is a compare-and-set that writes a fresh ``worker_token``; a duplicate delivery of the
+  same message finds nothing to claim and returns;
+* every later write is fenced on that token and ``status='running'``, so a worker the reaper
+  has written off cannot touch the Run again (``RunFenced``);
+* each unit commits its results, its RunContainer row and the Run's progress in one
+  transaction;
+* abort is cooperative: a watchdog thread polls the flag, cancels the in-flight source query,
+  and the main loop stops at the next checkpoint (between units and between batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from sqlalchemy.exc import SQLAlchemyError
+
+from datastores.models import Datastore
+from datastores.sources import SourceConnection, SourceError, describe_error
+from runs.logs import append_log
+from runs.models import ActorKind, LogLevel, Run, RunContainer, RunStatus
+from runs.operations import get_operation
+from runs.operations.base import OperationConfig, Unit, UnitFailed, UnitResult
+
+logger = logging.getLogger(__name__)
+
+
+class RunFenced(Exception):
+    """This worker no longer owns the Run (finalised by someone else, or token replaced)."""
+
+
+class AbortRequested(Exception):
+    """The Run's abort flag is set; stop at this checkpoint."""
+
+
+class RunContext:
+    """What an operation sees of its Run: config, datastores, connections, logs, checkpoints."""
+
+    def __init__(self, run: Run, token: uuid.UUID, config: OperationConfig):
+        self.run = run
+        self.run_id = run.pk
+        self.token = token
+        self.config = config
+        self.datastore: Datastore = run.datastore
+        self.destination: Datastore | None = run.destination_datastore
+        self.metrics: dict[str, Any] = dict(run.metrics or {})
+        self.state: dict[str, Any] = {}  # per-Run scratch space of the operation
+        self.abort_event = threading.Event()
+        self.lost_event = threading.Event()
+        self._sources: list[SourceConnection] = []
+        self._sources_lock = threading.Lock()
+
+    # -- fencing -----------------------------------------------------------------------------
+    def owned(self) -> Q:
+        return Q(pk=self.run_id, status=RunStatus.RUNNING, worker_token=self.token)
+
+    def update_run(self, **fields) -> None:
+        if not Run.objects.filter(self.owned()).update(**fields):
+            raise RunFenced(self.run_id)
+
+    @contextmanager
+    def fenced(self):
+        """A transaction that commits only while this worker still owns the Run."""
+        with transaction.atomic():
+            self.update_run(heartbeat_at=timezone.now())
+            yield
+
+    # -- abort -------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Call between units and batches: raises when the Run must stop."""
+        if self.lost_event.is_set():
+            raise RunFenced(self.run_id)
+        if self.abort_event.is_set():
+            raise AbortRequested
+
+    @property
+    def stopping(self) -> bool:
+        return self.abort_event.is_set() or self.lost_event.is_set()
+
+    # -- logs and metrics --------------------------------------------------------------------
+    def log(self, message: str, *, level: str = LogLevel.INFO, container: str = "") -> None:
+        if not append_log(self.run_id, message, level=level, container=container, token=self.token):
+            raise RunFenced(self.run_id)
+
+    def add_metrics(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.metrics[key] = self.metrics.get(key, 0) + value
+            else:
+                self.metrics[key] = value
+
+    # -- datastores --------------------------------------------------------------------------
+    def connect(self, url: str) -> SourceConnection:
+        """Open a cancellable connection that lives until the Run ends."""
+        source = SourceConnection(url).__enter__()
+        with self._sources_lock:
+            self._sources.append(source)
+        return source
+
+    def source(self) -> SourceConnection:
+        if not hasattr(self, "_source"):
+            self._source = self.connect(self.datastore.source_url)
+        return self._source
+
+    def cancel_queries(self) -> None:
+        with self._sources_lock:
+            sources = list(self._sources)
+        for source in sources:
+            try:
+                source.cancel()
+            except Exception:  # cancelling is best effort; the checkpoint still stops the Run
+                logger.exception("cancel failed for run %s", self.run_id)
+
+    def close(self) -> None:
+        with self._sources_lock:
+            sources, self._sources = self._sources, []
+        for source in sources:
+            source.__exit__(None, None, None)
+
+
+class Watchdog(threading.Thread):
+    """Polls the abort flag and writes heartbeats while the main thread works."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(name=f"run-{ctx.run_id}-watchdog", daemon=True)
+        self.ctx = ctx
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        poll = settings.RUN_ABORT_POLL_INTERVAL
+        beat_every = settings.RUN_HEARTBEAT_INTERVAL
+        last_beat = 0.0
+        try:
+            while not self.stop_event.wait(poll):
+                row = (
+                    Run.objects.filter(pk=self.ctx.run_id)
+                    .values("status", "worker_token", "abort_requested_at")
+                    .first()
+                )
+                if row is None or row["status"] != RunStatus.RUNNING or (
+                    row["worker_token"] != self.ctx.token
+                ):
+                    self.ctx.lost_event.set()
+                    self.ctx.cancel_queries()
+                    return
+                if row["abort_requested_at"] is not None and not self.ctx.abort_event.is_set():
+                    self.ctx.abort_event.set()
+                    self.ctx.cancel_queries()
+                now = time.monotonic()
+                if now - last_beat >= beat_every:
+                    last_beat = now
+                    Run.objects.filter(self.ctx.owned()).update(
+                        heartbeat_at=timezone.now(), metrics=dict(self.ctx.metrics)
+                    )
+        except Exception:
+            logger.exception("watchdog of run %s stopped", self.ctx.run_id)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=10)
+
+
+def claim(run_id: int) -> uuid.UUID | None:
+    """queued -> running (or an unclaimed Promote), with a fresh token. None: nothing to do."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    claimable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, worker_token=None)
+    claimed = Run.objects.filter(claimable, pk=run_id).update(
+        status=RunStatus.RUNNING, worker_token=token, heartbeat_at=now
+    )
+    if not claimed:
+        return None
+    # Promote starts in running at launch; keep its started_at.
+    Run.objects.filter(pk=run_id, worker_token=token, started_at=None).update(started_at=now)
+    return token
+
+
+def execute_run(run_id: int) -> str:
+    """Entry point of the Celery task. Returns a word for the worker log."""
+    close_old_connections()
+    token = claim(run_id)
+    if token is None:
+        return "not-claimed"
+    run = Run.objects.select_related("datastore", "destination_datastore").get(pk=run_id)
+    operation = get_operation(run.operation)
+    config = operation.Config.model_validate(run.config)
+    ctx = RunContext(run, token, config)
+    watchdog = Watchdog(ctx)
+    watchdog.start()
+    try:
+        return _execute(ctx, operation)
+    finally:
+        watchdog.stop()
+        ctx.close()
+
+
+def _execute(ctx: RunContext, operation) -> str:
+    try:
+        ctx.log(f"{ctx.run.get_operation_display()} started on datastore {ctx.datastore.name}.")
+        units = _planned_units(ctx, operation)
+        for unit in units:
+            ctx.checkpoint()
+            _process_unit(ctx, operation, unit)
+        ctx.checkpoint()
+        operation.finish(ctx)
+        ctx.checkpoint()
+        return _finalise(ctx, RunStatus.SUCCESS, "Finished.")
+    except RunFenced:
+        return "fenced"
+    except AbortRequested:
+        return _finalise_abort(ctx)
+    except Exception as exc:
+        if ctx.lost_event.is_set():
+            return "fenced"
+        if ctx.abort_event.is_set():
+            # The cancelled query surfaced as a driver error: it is the abort, not a failure.
+            return _finalise_abort(ctx)
+        return _fail(ctx, exc)
+
+
+def _planned_units(ctx: RunContext, operation) -> list[Unit]:
+    run = ctx.run
+    if run.progress_total is not None:
+        # Planned already (a Resume is launched with the original's unfinished units).
+        rows = RunContainer.objects.filter(run_id=run.pk).exclude(status=RunStatus.SUCCESS)
+        return [Unit(name=r.name, container_id=r.container_id) for r in rows.order_by("position")]
+    units = operation.plan(ctx)
+    with transaction.atomic():
+        ctx.update_run(progress_total=len(units), progress_unit=operation.unit_label)
+        if operation.tracks_units:
+            RunContainer.objects.bulk_create(
+                RunContainer(run_id=run.pk, name=u.name, container_id=u.container_id, position=i)
+                for i, u in enumerate(units)
+            )
+    ctx.log(f"Planned {len(units)} {operation.unit_label.lower()}.")
+    return units
+
+
+def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
+    started = timezone.now()
+    if operation.tracks_units:
+        with transaction.atomic():
+            ctx.update_run(heartbeat_at=started)
+            RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(
+                status=RunStatus.RUNNING, started_at=started
+            )
+    error = ""
+    try:
+        result = operation.process(ctx, unit)
+    except (UnitFailed, SQLAlchemyError, SourceError) as exc:
+        if ctx.stopping:
+            raise
+        error = describe_error(exc, ctx.datastore.source_url)
+        result = UnitResult()
+    unit_metrics = result.metrics
+    with transaction.atomic():
+        # Progress is fenced on the token inside the same transaction as the unit's results
+        # and row, so a unit is either fully recorded by its owner or not at all.
+        if result.save is not None:
+            result.save()
+        ctx.add_metrics(unit_metrics)
+        ctx.update_run(
+            progress_done=F("progress_done") + 1, metrics=dict(ctx.metrics), heartbeat_at=timezone.now()
+        )
+        if operation.tracks_units:
+            RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(
+                status=RunStatus.FAILURE if error else RunStatus.SUCCESS,
+                finished_at=timezone.now(),
+                metrics=unit_metrics,
+                error=error,
+            )
+        if error:
+            ctx.log(f"{unit.name}: {error}", level=LogLevel.WARNING, container=unit.name)
+
+
+def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
+    with transaction.atomic():
+        ctx.log(message, level=LogLevel.ERROR if status == RunStatus.FAILURE else LogLevel.INFO)
+        # Units cut short end with the Run's own outcome.
+        RunContainer.objects.filter(
+            run_id=ctx.run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
+        ).exclude(started_at=None).update(status=status, finished_at=timezone.now())
+        ctx.update_run(
+            status=status, finished_at=timezone.now(), metrics=dict(ctx.metrics), **fields
+        )
+    return str(status)
+
+
+def _finalise_abort(ctx: RunContext) -> str:
+    run = Run.objects.filter(pk=ctx.run_id).values("abort_requested_by_id").first() or {}
+    user_id = run.get("abort_requested_by_id")
+    return _finalise(
+        ctx,
+        RunStatus.ABORTED,
+        "Aborted; partial results are kept.",
+        aborted_by_kind=ActorKind.USER if user_id else ActorKind.SYSTEM,
+        aborted_by_user_id=user_id,
+    )
+
+
+def _fail(ctx: RunContext, exc: Exception) -> str:
+    if isinstance(exc, (SourceError, SQLAlchemyError)):
+        cause = describe_error(exc, ctx.datastore.source_url)
+    else:
+        logger.exception("run %s failed", ctx.run_id)
+        cause = f"Internal error ({type(exc).__name__}): {describe_error(exc, '')}"
+    try:
+        return _finalise(ctx, RunStatus.FAILURE, f"Run failed: {cause}", error=cause)
+    except RunFenced:
+        return "fenced"

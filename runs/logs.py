@@ -1,0 +1,46 @@
+"""Run log lines: capped per Run, only while the Run is active (a DB trigger enforces that)."""
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+
+from runs.models import ACTIVE_STATUSES, LogLevel, Run, RunLogEntry
+
+WARNING_LEVELS = (LogLevel.WARNING, LogLevel.ERROR)
+
+
+def append_log(
+    run_id: int,
+    message: str,
+    *,
+    level: str = LogLevel.INFO,
+    container: str = "",
+    token=None,
+) -> bool:
+    """Add a line to an active Run. Returns False if the Run is no longer writable.
+
+    ``token`` fences a worker: its lines land only while it still owns the Run.
+    Past ``RUN_LOG_MAX_LINES`` one truncation marker is written and later lines are dropped,
+    but a warning still raises the Run's warning indicator.
+    """
+    cap = settings.RUN_LOG_MAX_LINES
+    active = Q(pk=run_id, status__in=ACTIVE_STATUSES)
+    if token is not None:
+        active &= Q(worker_token=token)
+    warn = {"has_warnings": True} if level in WARNING_LEVELS else {}
+    with transaction.atomic():
+        if Run.objects.filter(active, log_lines__lt=cap).update(
+            log_lines=F("log_lines") + 1, **warn
+        ):
+            RunLogEntry.objects.create(
+                run_id=run_id, level=level, container=container, message=message[:10_000]
+            )
+            return True
+        if Run.objects.filter(active, log_lines=cap).update(log_lines=cap + 1, **warn):
+            RunLogEntry.objects.create(
+                run_id=run_id,
+                level=LogLevel.WARNING,
+                message=f"Log truncated: more than {cap} lines; later lines were dropped.",
+            )
+            return True
+        return bool(warn and Run.objects.filter(active).update(**warn))

@@ -1,0 +1,298 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Operation(models.TextChoices):
+    SYNC = "sync", "Sync"
+    PROFILE = "profile", "Profile"
+    SCAN = "scan", "Scan"
+    EXTERNAL_SCAN = "external_scan", "External Scan"
+    EXPORT = "export", "Export"
+    MATERIALIZE = "materialize", "Materialize"
+    PROMOTE = "promote", "Promote"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    ABORTED = "aborted", "Aborted"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+TERMINAL_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.ABORTED)
+
+
+class ActorKind(models.TextChoices):
+    USER = "user", "User"
+    SCHEDULE = "schedule", "Schedule"
+    SYSTEM = "system", "System"
+
+
+class Via(models.TextChoices):
+    WEB = "web", "Web"
+    API = "api", "API"
+    SCHEDULE = "schedule", "Schedule"
+
+
+class RunQuerySet(models.QuerySet):
+    def for_list(self):
+        return self.select_related(
+            "datastore", "triggered_by_user", "aborted_by_user", "abort_requested_by", "schedule"
+        )
+
+    def active(self):
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def visible_to(self, user):
+        from accounts.permissions import visible_datastore_ids
+
+        ids = visible_datastore_ids(user)
+        return self if ids is None else self.filter(datastore_id__in=ids)
+
+
+class Run(models.Model):
+    """One execution of an operation. Rows in a terminal status are immutable (DB trigger)."""
+
+    operation = models.CharField(max_length=16, choices=Operation.choices)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    datastore = models.ForeignKey(
+        "datastores.Datastore", on_delete=models.CASCADE, related_name="runs"
+    )
+    # Promote only: where checks are copied to.
+    destination_datastore = models.ForeignKey(
+        "datastores.Datastore", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    config = models.JSONField(default=dict)
+
+    triggered_by_kind = models.CharField(max_length=16, choices=ActorKind.choices)
+    # Users are deactivated, not deleted, once they have Runs: the audit record names them.
+    triggered_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    triggered_via = models.CharField(max_length=16, choices=Via.choices)
+    schedule = models.ForeignKey(
+        "runs.Schedule", null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="runs",
+    )
+
+    abort_requested_at = models.DateTimeField(null=True, blank=True)
+    abort_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    aborted_by_kind = models.CharField(max_length=16, choices=ActorKind.choices, blank=True)
+    aborted_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    worker_token = models.UUIDField(null=True, blank=True)
+
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+    progress_unit = models.CharField(max_length=24, blank=True, default="")
+    metrics = models.JSONField(default=dict)
+    has_warnings = models.BooleanField(default=False)
+    log_lines = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+
+    # Plain references without FK constraints: deleting the original must not UPDATE the
+    # (immutable) Runs that point to it, and the audit trail keeps the id either way.
+    resumed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+",
+    )
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+",
+    )
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="run_status_valid"),
+            models.CheckConstraint(
+                condition=Q(operation__in=Operation.values), name="run_operation_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(triggered_by_kind__in=ActorKind.values), name="run_trigger_kind_valid"
+            ),
+            # finished_at is set exactly when the Run is terminal.
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running"], finished_at__isnull=True)
+                | Q(status__in=["success", "failure", "aborted"], finished_at__isnull=False),
+                name="run_finished_iff_terminal",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="aborted") | ~Q(aborted_by_kind=""),
+                name="run_aborted_has_actor",
+            ),
+            models.CheckConstraint(
+                condition=~Q(operation="promote") | Q(destination_datastore__isnull=False),
+                name="run_promote_has_destination",
+            ),
+        ]
+        indexes = [
+            # Activity filters are keyset-paginated on id within each of these.
+            models.Index(fields=["datastore", "-id"], name="run_datastore_id"),
+            models.Index(fields=["status", "-id"], name="run_status_id"),
+            models.Index(fields=["operation", "-id"], name="run_operation_id"),
+            # The reaper scans only active Runs.
+            models.Index(
+                fields=["status", "heartbeat_at"],
+                condition=Q(status__in=["queued", "running"]),
+                name="run_active_heartbeat",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_operation_display()}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_aborting(self) -> bool:
+        return self.status == RunStatus.RUNNING and self.abort_requested_at is not None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or timezone.now()
+        return max((end - self.started_at).total_seconds(), 0.0)
+
+    @property
+    def triggered_by_name(self) -> str:
+        if self.triggered_by_kind == ActorKind.USER and self.triggered_by_user:
+            return self.triggered_by_user.display_name
+        if self.triggered_by_kind == ActorKind.SCHEDULE:
+            return self.schedule.name if self.schedule_id and self.schedule else "Schedule"
+        return "System"
+
+    @property
+    def aborted_by_name(self) -> str:
+        if not self.aborted_by_kind:
+            return ""
+        if self.aborted_by_kind == ActorKind.USER and self.aborted_by_user:
+            return self.aborted_by_user.display_name
+        return "System"
+
+
+class RunContainer(models.Model):
+    """Per-unit progress of a Run: a container, or a check for Promote."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="units")
+    name = models.CharField(max_length=255)
+    container = models.ForeignKey(
+        "datastores.Container", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    metrics = models.JSONField(default=dict)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="run_unit_unique"),
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_unit_status_valid"
+            ),
+        ]
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max((self.finished_at - self.started_at).total_seconds(), 0.0)
+
+
+class LogLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class RunLogEntry(models.Model):
+    """One log line. Readers page with ``id > cursor``; ids only grow."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_entries")
+    container = models.CharField(max_length=255, blank=True, default="")
+    level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "id"], name="run_log_cursor")]
+
+
+class RunDeletion(models.Model):
+    """Audit event: who deleted which Run, with a snapshot of what it was."""
+
+    run_id = models.BigIntegerField(db_index=True)
+    operation = models.CharField(max_length=16, choices=Operation.choices)
+    status = models.CharField(max_length=16, choices=RunStatus.choices)
+    datastore_id = models.BigIntegerField(null=True)
+    datastore_name = models.CharField(max_length=100)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    deleted_by_name = models.CharField(max_length=150)
+    deleted_at = models.DateTimeField(auto_now_add=True)
+    snapshot = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class Schedule(models.Model):
+    """A cron expression (UTC); each firing launches a Run triggered by this schedule."""
+
+    name = models.CharField(max_length=100)
+    datastore = models.ForeignKey(
+        "datastores.Datastore", on_delete=models.CASCADE, related_name="schedules"
+    )
+    destination_datastore = models.ForeignKey(
+        "datastores.Datastore", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    operation = models.CharField(max_length=16, choices=Operation.choices)
+    cron = models.CharField(max_length=100)
+    config = models.JSONField(default=dict)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(operation__in=Operation.values) & ~Q(operation="external_scan"),
+                name="schedule_operation_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,78 @@
+"""The small protocol every operation implements: plan units -> process unit -> finish.
+
+The execution engine (``runs.execution``) owns the lifecycle, fencing, heartbeats and abort;
+an operation only says what its units are and what one unit does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from datastores.models import Datastore
+    from runs.execution import RunContext
+
+
+class OperationConfig(BaseModel):
+    """Base for operation configs: unknown keys are rejected, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: a container name (or a check key for Promote)."""
+
+    name: str
+    container_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UnitResult:
+    """What ``process`` read from the source, and how to store it.
+
+    ``save`` runs inside the unit's transaction, together with the RunContainer row and the
+    Run's progress. Source queries happen in ``process`` before it, so no write transaction
+    on Assay's database is held open while a long source query runs.
+    """
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    save: Callable[[], None] | None = None
+
+
+class UnitFailed(Exception):
+    """A container-level failure: recorded on the unit and logged; the Run goes on."""
+
+
+class Operation:
+    """Base class; subclasses set the class attributes and implement plan/process/finish."""
+
+    name: ClassVar[str]
+    unit_label: ClassVar[str]  # progress label, e.g. "Tables"
+    # True: one RunContainer row per unit (Profile, Scan, Promote) that Resume can continue.
+    tracks_units: ClassVar[bool] = False
+    Config: ClassVar[type[OperationConfig]] = OperationConfig
+
+    def validate(
+        self,
+        config: OperationConfig,
+        *,
+        datastore: Datastore,
+        destination: Datastore | None,
+    ) -> None:
+        """Checks that need the catalogue (unknown containers...). Raise InvalidConfig."""
+
+    def plan(self, ctx: RunContext) -> list[Unit]:
+        raise NotImplementedError
+
+    def process(self, ctx: RunContext, unit: Unit) -> UnitResult:
+        """Do one unit. Raise UnitFailed for a container-level failure."""
+        raise NotImplementedError
+
+    def finish(self, ctx: RunContext) -> None:
+        """Run-level work after the last unit (pruning, summaries); use ``ctx.fenced()``."""

@@ -1,0 +1,274 @@
+"""Writes on Runs. Every user action goes through here, checked against ``runs.policy``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from accounts.models import User
+from accounts.permissions import datastore_level
+from datastores.models import Datastore
+from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
+from runs.logs import append_log
+from runs.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    ActorKind,
+    LogLevel,
+    Operation,
+    Run,
+    RunContainer,
+    RunDeletion,
+    RunStatus,
+    Schedule,
+    Via,
+)
+from runs.operations import get_operation
+from runs.policy import Action, allowed_in_state, level_allows
+
+
+# -- permission --------------------------------------------------------------------------------
+def authorize_datastore(user: User, datastore: Datastore) -> None:
+    """404 if the user cannot see the datastore, 403 if they see it but are not an editor."""
+    level = datastore_level(user, datastore.pk)
+    if level is None:
+        raise NotFound("Datastore not found.")
+    if not level_allows(level):
+        raise PermissionDenied(f"You need the Editor permission on {datastore.name}.")
+
+
+def authorize_action(user: User, run: Run, action: Action) -> None:
+    level = datastore_level(user, run.datastore_id)
+    if level is None:
+        raise NotFound("Run not found.")
+    if not level_allows(level):
+        raise PermissionDenied(f"You need the Editor permission on {run.datastore.name}.")
+    if not allowed_in_state(action, status=run.status, operation=run.operation):
+        raise ActionNotAllowed(
+            f"{action.label} is not available for a {run.get_status_display()} "
+            f"{run.get_operation_display()} Run."
+        )
+
+
+# -- config ------------------------------------------------------------------------------------
+def validate_config(
+    *,
+    operation: str,
+    config: dict[str, Any] | None,
+    datastore: Datastore,
+    destination: Datastore | None = None,
+) -> dict[str, Any]:
+    """Validated, normalised config, or InvalidConfig with per-field messages."""
+    if operation not in Operation.values:
+        raise InvalidConfig(
+            f"Unknown operation {operation!r}.", errors={"operation": ["Unknown operation."]}
+        )
+    if not isinstance(config, dict | None):
+        raise InvalidConfig("config must be a JSON object.", errors={"config": ["Not an object."]})
+    op = get_operation(operation)
+    try:
+        parsed = op.Config.model_validate(config or {})
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "config"
+            errors.setdefault(key, []).append(err["msg"])
+        summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items())
+        raise InvalidConfig(f"Invalid configuration: {summary}", errors=errors) from None
+    op.validate(parsed, datastore=datastore, destination=destination)
+    return parsed.model_dump(mode="json")
+
+
+# -- launch ------------------------------------------------------------------------------------
+def run_launch(
+    *,
+    user: User | None,
+    datastore: Datastore,
+    operation: str,
+    config: dict[str, Any] | None = None,
+    via: str = Via.WEB,
+    destination: Datastore | None = None,
+    schedule: Schedule | None = None,
+) -> Run:
+    """Create a Run and enqueue it once the transaction commits.
+
+    ``user`` is None only for schedule firings (the schedule was permission-checked when made).
+    """
+    if schedule is None:
+        assert user is not None
+        authorize_datastore(user, datastore)
+        if operation == Operation.PROMOTE and destination is not None:
+            authorize_datastore(user, destination)
+    if operation == Operation.PROMOTE and destination is None:
+        raise InvalidConfig(
+            "Promote needs a destination datastore.",
+            errors={"destination_datastore": ["This field is required."]},
+        )
+    clean = validate_config(
+        operation=operation, config=config, datastore=datastore, destination=destination
+    )
+    return _create_run(
+        operation=operation,
+        datastore=datastore,
+        destination=destination,
+        config=clean,
+        user=user,
+        via=via,
+        schedule=schedule,
+    )
+
+
+def _create_run(*, operation, datastore, destination, config, user, via, schedule=None,
+                resumed_from=None, rerun_of=None, units: list[RunContainer] | None = None) -> Run:
+    now = timezone.now()
+    # Promote starts directly in running; External Scan is running while results arrive.
+    starts_running = operation in (Operation.PROMOTE, Operation.EXTERNAL_SCAN)
+    with transaction.atomic():
+        run = Run.objects.create(
+            operation=operation,
+            status=RunStatus.RUNNING if starts_running else RunStatus.QUEUED,
+            datastore=datastore,
+            destination_datastore=destination,
+            config=config,
+            triggered_by_kind=ActorKind.SCHEDULE if schedule else ActorKind.USER,
+            triggered_by_user=user if not schedule else None,
+            triggered_via=Via.SCHEDULE if schedule else via,
+            schedule=schedule,
+            started_at=now if starts_running else None,
+            heartbeat_at=now if starts_running else None,
+            enqueued_at=now,
+            resumed_from=resumed_from,
+            rerun_of=rerun_of,
+            progress_total=len(units) if units is not None else None,
+            progress_unit=get_operation(operation).unit_label if units is not None else "",
+        )
+        if units:
+            RunContainer.objects.bulk_create(
+                RunContainer(run=run, name=u.name, container_id=u.container_id, position=i)
+                for i, u in enumerate(units)
+            )
+        who = user.display_name if user else (schedule.name if schedule else "System")
+        append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
+        if operation != Operation.EXTERNAL_SCAN:
+            transaction.on_commit(lambda: enqueue(run.pk))
+    return run
+
+
+def enqueue(run_id: int) -> None:
+    from runs.tasks import execute_run
+
+    execute_run.delay(run_id)
+
+
+# -- actions -----------------------------------------------------------------------------------
+def run_abort(*, run: Run, user: User) -> Run:
+    """Queued: aborted at once. Running: flag it; the worker (or the reaper) lands it."""
+    authorize_action(user, run, Action.ABORT)
+    now = timezone.now()
+    who = {"abort_requested_at": now, "abort_requested_by": user}
+    # Nobody owns a queued Run, nor a running one without a worker (External Scan, an
+    # unclaimed Promote): those land on aborted immediately.
+    unowned = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, worker_token=None)
+    if transition(
+        run.pk,
+        where=unowned,
+        to=RunStatus.ABORTED,
+        log=f"Aborted by {user.display_name}.",
+        fields={**who, "aborted_by_kind": ActorKind.USER, "aborted_by_user": user},
+    ):
+        return _reload(run)
+    flagged = Run.objects.filter(
+        pk=run.pk, status=RunStatus.RUNNING, abort_requested_at=None
+    ).update(**who)
+    if flagged:
+        append_log(run.pk, f"Abort requested by {user.display_name}.")
+    run = _reload(run)
+    if run.status not in ACTIVE_STATUSES:
+        raise ActionNotAllowed(f"The Run already ended ({run.get_status_display()}).")
+    return run
+
+
+def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
+    """A new Run over the original's units that did not finish; the original is untouched."""
+    authorize_action(user, run, Action.RESUME)
+    if run.destination_datastore_id:
+        authorize_datastore(user, run.destination_datastore)
+    units = None
+    if run.progress_total is not None:
+        units = list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
+    return _create_run(
+        operation=run.operation, datastore=run.datastore, destination=run.destination_datastore,
+        config=run.config, user=user, via=via, resumed_from=run, units=units,
+    )
+
+
+def run_rerun(*, run: Run, user: User, via: str = Via.WEB) -> Run:
+    """A new Run with the same configuration, every unit from scratch."""
+    authorize_action(user, run, Action.RERUN)
+    if run.destination_datastore_id:
+        authorize_datastore(user, run.destination_datastore)
+    return _create_run(
+        operation=run.operation, datastore=run.datastore, destination=run.destination_datastore,
+        config=run.config, user=user, via=via, rerun_of=run,
+    )
+
+
+def run_delete(*, run: Run, user: User) -> None:
+    """Remove the Run, its units and logs; keep what it produced; record who did it."""
+    authorize_action(user, run, Action.DELETE)
+    with transaction.atomic():
+        RunDeletion.objects.create(
+            run_id=run.pk,
+            operation=run.operation,
+            status=run.status,
+            datastore_id=run.datastore_id,
+            datastore_name=run.datastore.name,
+            deleted_by=user,
+            deleted_by_name=user.username,
+            snapshot={
+                "config": run.config,
+                "metrics": run.metrics,
+                "created_at": run.created_at.isoformat(),
+                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                "triggered_by": run.triggered_by_name,
+            },
+        )
+        deleted, _ = Run.objects.filter(pk=run.pk, status__in=TERMINAL_STATUSES).delete()
+        if not deleted:
+            transaction.set_rollback(True)
+            raise NotFound("Run not found.")
+
+
+# -- transitions -------------------------------------------------------------------------------
+def transition(
+    run_id: int,
+    *,
+    where: Q,
+    to: str,
+    fields: dict[str, Any] | None = None,
+    log: str | None = None,
+    level: str = LogLevel.INFO,
+) -> bool:
+    """Compare-and-set ``status`` to a terminal ``to`` where ``where`` still holds.
+
+    The log line must be written before the row turns terminal (a trigger forbids log lines on
+    terminal Runs), so the row is locked first and both commit together, or neither does.
+    """
+    with transaction.atomic():
+        if log is not None:
+            if not Run.objects.select_for_update().filter(where, pk=run_id).exists():
+                return False
+            append_log(run_id, log, level=level)
+        extra = {"finished_at": timezone.now()} if to in TERMINAL_STATUSES else {}
+        won = Run.objects.filter(where, pk=run_id).update(status=to, **extra, **(fields or {}))
+        if not won:
+            transaction.set_rollback(True)
+        return bool(won)
+
+
+def _reload(run: Run) -> Run:
+    return Run.objects.for_list().get(pk=run.pk)

@@ -1,0 +1,199 @@
+"""Shared fixtures: personas, datastores, a demo source, and a real Celery worker process.
+
+The suite runs in two phases (see scripts/test): Assay's own database on SQLite, then on
+PostgreSQL. Tests marked ``postgres`` run only in the second, ``both_backends`` in both,
+all others only in the first. Tests of the other phase are deselected, not skipped.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import Level, Role, Team
+from tests.factories import DatastoreFactory, TeamFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def backend() -> str:
+    return "postgresql" if "postgres" in settings.DATABASES["default"]["ENGINE"] else "sqlite"
+
+
+def pytest_collection_modifyitems(config, items):
+    phase = backend()
+    keep, drop = [], []
+    for item in items:
+        if item.get_closest_marker("both_backends"):
+            keep.append(item)
+        elif item.get_closest_marker("postgres"):
+            (keep if phase == "postgresql" else drop).append(item)
+        else:
+            (keep if phase == "sqlite" else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+# -- personas ----------------------------------------------------------------------------------
+@pytest.fixture
+def datastore(db, tmp_path):
+    return DatastoreFactory(name="warehouse")
+
+
+def _member(name: str, level: Level, datastore, role=Role.MEMBER):
+    user = UserFactory(username=name, role=role)
+    team = TeamFactory(name=f"{name}-team", level=level)
+    team.members.add(user)
+    team.datastores.add(datastore)
+    return user
+
+
+@pytest.fixture
+def admin(db):
+    return UserFactory(username="admin", role=Role.ADMIN)
+
+
+@pytest.fixture
+def editor(datastore):
+    return _member("editor", Level.EDITOR, datastore)
+
+
+@pytest.fixture
+def viewer(datastore):
+    return _member("viewer", Level.VIEWER, datastore)
+
+
+@pytest.fixture
+def reporter(datastore):
+    return _member("reporter", Level.REPORTER, datastore)
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(username="outsider")
+
+
+@pytest.fixture
+def public_team(db):
+    return Team.objects.get(is_public=True)
+
+
+# -- sources -----------------------------------------------------------------------------------
+@pytest.fixture
+def demo_source_url(tmp_path):
+    from datastores.demo_source import generate_demo_source
+
+    path = tmp_path / "demo_source.sqlite3"
+    generate_demo_source(f"sqlite:///{path}", rows=300)
+    return f"sqlite:///{path}"
+
+
+# -- a real worker -----------------------------------------------------------------------------
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A real ``celery worker`` (and optionally ``beat``) on this test's database and broker."""
+
+    def __init__(self, tmp_path: Path, *, extra_env: dict[str, str] | None = None):
+        self.log_path = tmp_path / "worker.log"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "assay.settings",
+            "DATABASE_URL": test_database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "ASSAY_VAR_DIR": str(settings.VAR_DIR),
+            "SECRET_KEY": settings.SECRET_KEY,
+            "RUN_HEARTBEAT_INTERVAL": "0.5",
+            "RUN_ABORT_POLL_INTERVAL": "0.1",
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *, concurrency: int = 2) -> "WorkerProcess":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "assay", "worker", "-l", "INFO",
+             "--pool", "prefork", "-c", str(concurrency), "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_for_log("ready.", timeout=60)
+        return self
+
+    def _wait_for_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_path.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"worker did not get {text!r}:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children), as a crash would."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def purge_queue() -> None:
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
+    for folder in getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).values():
+        if isinstance(folder, str) and folder.startswith("/"):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+@pytest.fixture
+def worker_process(transactional_db, tmp_path):
+    """Start a worker on demand: ``worker_process()`` -> WorkerProcess (stopped at teardown)."""
+    purge_queue()
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, extra_env=kwargs.pop("env", None)).start(**kwargs)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.05, message: str = ""):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``message`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s")
+        time.sleep(interval)
