@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-_var = Path(__file__).resolve().parent.parent / "var" / "test" / _worker
+_root = Path(os.environ.get("ASSAY_TEST_VAR_ROOT", Path(__file__).resolve().parent.parent / "var" / "test"))
+_var = _root / _worker
 os.environ.setdefault("ASSAY_VAR_DIR", str(_var))
 os.environ.setdefault("ASSAY_TEST_DATABASE_NAME", str(_var / "test.sqlite3"))
 if os.environ.get("ASSAY_TEST_BROKER") == "redis":

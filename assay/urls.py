@@ -3,10 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from assay.api import api
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="activity:list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("activity/", include("activity.urls")),
+    path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -3,6 +3,7 @@
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -44,18 +45,24 @@ DEMO_DEFECT_SQL = {
     "WHERE rating NOT BETWEEN {} AND {}".format(*RATING_RANGE),
 }
 
+BENCH_ROWS = 12_000
 _bench_statuses = ", ".join(f"'{s}'" for s in BENCH_STATUSES)
+_score_low, _score_high = BENCH_SCORE_RANGE
+# Keyed like bench_defect_counts(BENCH_ROWS, table="events").
 BENCH_DEFECT_SQL = {
-    "event_key.duplicate": "SELECT COUNT(event_key) - COUNT(DISTINCT event_key) FROM {t}",
-    "user_id.null": "SELECT COUNT(*) FROM {t} WHERE user_id IS NULL",
-    "session_id.null": "SELECT COUNT(*) FROM {t} WHERE session_id IS NULL",
-    "amount.negative": "SELECT COUNT(*) FROM {t} WHERE amount < 0",
-    "score.out_of_range": "SELECT COUNT(*) FROM {t} "
-    "WHERE score NOT BETWEEN {} AND {}".format(*BENCH_SCORE_RANGE, t="{t}"),
-    "status.unexpected": f"SELECT COUNT(*) FROM {{t}} WHERE status NOT IN ({_bench_statuses})",
-    "code.pattern": ("{t}", "code", BENCH_CODE_PATTERN),
-    "note.too_long": f"SELECT COUNT(*) FROM {{t}} WHERE LENGTH(note) > {BENCH_NOTE_MAX_LENGTH}",
-    "occurred_at.future": "SELECT COUNT(*) FROM {t} WHERE occurred_at > CURRENT_TIMESTAMP",
+    "events.event_key.duplicate": "SELECT COUNT(event_key) - COUNT(DISTINCT event_key) FROM events",
+    "events.user_id.null": "SELECT COUNT(*) FROM events WHERE user_id IS NULL",
+    "events.session_id.null": "SELECT COUNT(*) FROM events WHERE session_id IS NULL",
+    "events.amount.negative": "SELECT COUNT(*) FROM events WHERE amount < 0",
+    "events.score.out_of_range": "SELECT COUNT(*) FROM events "
+    f"WHERE score NOT BETWEEN {_score_low} AND {_score_high}",
+    "events.status.unexpected": "SELECT COUNT(*) FROM events "
+    f"WHERE status NOT IN ({_bench_statuses})",
+    "events.code.pattern": ("events", "code", BENCH_CODE_PATTERN),
+    "events.note.too_long": "SELECT COUNT(*) FROM events "
+    f"WHERE LENGTH(note) > {BENCH_NOTE_MAX_LENGTH}",
+    "events.occurred_at.future": "SELECT COUNT(*) FROM events "
+    "WHERE occurred_at > CURRENT_TIMESTAMP",
 }
 
 # Columns the module doc promises are clean: a defect leaking into them would skew Scan tests.
@@ -87,6 +94,7 @@ def postgres_url() -> Iterator[str]:
             admin.execute(drop.format(sql.Identifier(name)))
 
 
+@contextmanager
 def _engine(url: str) -> Iterator[Engine]:
     engine = create_engine(url)
     try:
@@ -95,25 +103,24 @@ def _engine(url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _count(engine: Engine, query: str | tuple[str, str, str], table: str = "") -> int:
+def _count(engine: Engine, query: str | tuple[str, str, str]) -> int:
+    """Run a COUNT query, or count a (table, column, regex)'s non-null values not matching."""
     with engine.connect() as conn:
         if isinstance(query, str):
-            return conn.execute(text(query.format(t=table))).scalar_one()
-        source, column, pattern = query
-        values = conn.execute(text(f"SELECT {column} FROM {source.format(t=table)}")).scalars()
+            return conn.execute(text(query)).scalar_one()
+        table, column, pattern = query
+        values = conn.execute(text(f"SELECT {column} FROM {table}")).scalars()
         return sum(value is not None and not re.fullmatch(pattern, value) for value in values)
 
 
 def _dump(url: str) -> dict[str, list[tuple]]:
     """Every table and the view, ordered, as plain tuples."""
     names = [*DEMO_METADATA.tables, VIEW_NAME]
-    for engine in _engine(url):
-        with engine.connect() as conn:
-            return {
-                name: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {name} ORDER BY 1"))]
-                for name in names
-            }
-    raise AssertionError("unreachable")
+    with _engine(url) as engine, engine.connect() as conn:
+        return {
+            name: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {name} ORDER BY 1"))]
+            for name in names
+        }
 
 
 def _assert_manifest_matches_database(url: str) -> None:
@@ -121,7 +128,7 @@ def _assert_manifest_matches_database(url: str) -> None:
     assert set(manifest.defects) == set(DEMO_DEFECT_SQL)
     assert len(manifest.tables) == 14
     assert manifest.tables["orders"] == ROWS
-    for engine in _engine(url):
+    with _engine(url) as engine:
         for table, rows in manifest.tables.items():
             assert _count(engine, f"SELECT COUNT(*) FROM {table}") == rows, table
         for key, query in DEMO_DEFECT_SQL.items():
@@ -173,21 +180,21 @@ def test_manifest_matches_sql_counts_on_postgres(postgres_url) -> None:
 
 
 def _assert_bench_counts(url: str) -> None:
-    rows = 12_000
-    generate_bench_table(url, rows=100, table="events")
-    generate_bench_table(url, rows=rows, table="events")
-    expected = bench_defect_counts(rows, table="events")
-    assert set(expected) == {f"events.{key}" for key in BENCH_DEFECT_SQL}
-    for engine in _engine(url):
-        assert _count(engine, "SELECT COUNT(*) FROM events") == rows
+    generate_bench_table(url, rows=100, table="events")  # the rerun must replace this table
+    generate_bench_table(url, rows=BENCH_ROWS, table="events")
+    expected = bench_defect_counts(BENCH_ROWS, table="events")
+    assert set(expected) == set(BENCH_DEFECT_SQL)
+    with _engine(url) as engine:
+        assert _count(engine, "SELECT COUNT(*) FROM events") == BENCH_ROWS
         for key, query in BENCH_DEFECT_SQL.items():
-            assert expected[f"events.{key}"] > 0, key
-            assert _count(engine, query, table="events") == expected[f"events.{key}"], key
+            assert expected[key] > 0, key
+            assert _count(engine, query) == expected[key], key
         with engine.connect() as conn:
-            stamps = conn.execute(text("SELECT updated_at FROM events ORDER BY id")).scalars()
-            stamps = list(stamps)
+            stamps = list(conn.execute(text("SELECT updated_at FROM events ORDER BY id")).scalars())
+        # A strictly increasing high-water mark that is never in the future.
         assert stamps == sorted(set(stamps))
-        assert _count(engine, "SELECT COUNT(*) FROM events WHERE updated_at > CURRENT_TIMESTAMP") == 0
+        future = "SELECT COUNT(*) FROM events WHERE updated_at > CURRENT_TIMESTAMP"
+        assert _count(engine, future) == 0
 
 
 def test_bench_table_counts_on_sqlite(sqlite_url) -> None:

@@ -8,9 +8,16 @@ from runs.operations.base import Operation
 @cache
 def operations() -> dict[str, Operation]:
     # Imported lazily: operation modules use models, and this package is imported by models' users.
+    from runs.operations.export import Export
+    from runs.operations.external_scan import ExternalScan
+    from runs.operations.materialize import Materialize
+    from runs.operations.profile import Profile
+    from runs.operations.promote import Promote
+    from runs.operations.scan import Scan
     from runs.operations.sync import Sync
 
-    return {op.name: op for op in (Sync(),)}
+    instances = (Sync(), Profile(), Scan(), ExternalScan(), Export(), Materialize(), Promote())
+    return {op.name: op for op in instances}
 
 
 def get_operation(name: str) -> Operation:
