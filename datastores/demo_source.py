@@ -4,29 +4,29 @@
 14 related tables plus one view in the database at ``url`` (SQLite and PostgreSQL tested), fills
 it with plausible rows from ``random.Random(seed)`` and returns a ``DemoManifest`` with the exact
 row count of every table and the exact number of every deliberate defect. Same ``rows`` and
-``seed`` give the same data on every dialect. Dates are anchored on ``BASE_DATE`` (2026-01-01),
-never on the clock: every regular date lies before it, and only the "future" defects use 2099.
+``seed`` give the same data on every dialect. Dates are fixed, never read from the clock: every
+regular date lies before ``BASE_TIME`` (2026-01-01), and only the "future" defects use 2099.
 
 Tables (``rows`` = number of orders; dimension tables have fixed sizes):
 
-========== ============================= ===============================================
-table      size                          references
-========== ============================= ===============================================
-regions    6                             -
-stores     30 (5 per region)             regions
-employees  240 (8 per store)             stores
-suppliers  40                            -
-categories 12                            -
-products   max(50, rows // 20)           categories, suppliers
-customers  max(20, rows // 4)            stores (home store)
-addresses  1 per customer, 25 % have 2   customers
-orders     rows                          customers, stores, employees
-order_items 1-4 per order                orders, products
-payments   1 per paid/shipped/delivered  orders
-shipments  1 per shipped/delivered       orders
-reviews    ~30 % of delivered items      products, customers, order_items
-returns    ~3 % of delivered items       order_items
-========== ============================= ===============================================
+=========== ============================= =============================================
+table       size                          references
+=========== ============================= =============================================
+regions     6                             -
+stores      30 (5 per region)             regions
+employees   240 (8 per store)             stores
+suppliers   40                            -
+categories  12                            -
+products    max(50, rows // 20)           categories, suppliers
+customers   max(20, rows // 4)            stores (home store)
+addresses   1 per customer, 25 % have 2   customers
+orders      rows                          customers, stores, employees
+order_items 1-4 per order                 orders, products
+payments    1 per paid/shipped/delivered  orders
+shipments   1 per shipped/delivered       orders
+reviews     ~30 % of delivered items      products, customers, order_items
+returns     ~3 % of delivered items       order_items
+=========== ============================= =============================================
 
 View ``v_order_totals``: one row per order with ``item_count`` and ``total`` (sum of
 ``quantity * unit_price`` of its items).
@@ -89,7 +89,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -109,12 +109,12 @@ from sqlalchemy import (
     text,
 )
 
-BASE_DATE = date(2026, 1, 1)
 BASE_TIME = datetime(2026, 1, 1)
 FUTURE_YEAR = 2099
 BATCH_SIZE = 10_000
 VIEW_NAME = "v_order_totals"
 
+# The rules the defects break (module doc), for checks and tests to reuse.
 ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
 PHONE_PATTERN = r"^\+?[0-9-]{7,15}$"
 SKU_MAX_LENGTH = 12
@@ -168,8 +168,8 @@ BAD_PHONES = ("call me", "555.123.4567", "(555) 123-4567", "n/a", "+1 555 0100",
 UNEXPECTED_STATUSES = ("unknown", "on_hold", "refunded", "lost")
 BAD_RATINGS = (-1, 0, 6, 7, 10)
 
-# Cumulative weights for ORDER_STATUSES: most orders are delivered.
-STATUS_WEIGHTS = (5, 15, 30, 95, 100)
+# Most orders are delivered: 5 % pending, 10 % paid, 15 % shipped, 65 % delivered, 5 % cancelled.
+STATUS_CUM_WEIGHTS = (5, 15, 30, 95, 100)
 
 DEMO_METADATA = MetaData()
 
@@ -331,7 +331,8 @@ def generate_demo_source(url: str, *, rows: int = 2000, seed: int = 7) -> DemoMa
     written: Counter[str] = Counter()
     engine = create_engine(url)
     try:
-        # One transaction: a failed run leaves the previous demo data, not half of a new one.
+        # One transaction: a commit per batch would cost SQLite a sync each, and PostgreSQL
+        # (transactional DDL) keeps the previous data if the run fails half-way.
         with engine.begin() as conn:
             _recreate_schema(conn)
             for table, batch in _batches(generator.rows()):
@@ -382,11 +383,12 @@ class _DemoRows:
 
     def __init__(self, rng: random.Random, orders: int) -> None:
         self.rng = rng
-        self.orders = orders
-        self.products = max(MIN_PRODUCTS, orders // ORDERS_PER_PRODUCT)
-        self.customers = max(MIN_CUSTOMERS, orders // ORDERS_PER_CUSTOMER)
-        self.stores = len(REGIONS) * STORES_PER_REGION
+        self.n_orders = orders
+        self.n_products = max(MIN_PRODUCTS, orders // ORDERS_PER_PRODUCT)
+        self.n_customers = max(MIN_CUSTOMERS, orders // ORDERS_PER_CUSTOMER)
+        self.n_stores = len(REGIONS) * STORES_PER_REGION
         self.defects: dict[str, int] = dict.fromkeys(DEFECT_RATES, 0)
+        self.ids: Counter[str] = Counter()  # last id handed out, for tables numbered on the go
         # Order items and payments use the true price, not a defective negative one.
         self.prices: list[float] = []
 
@@ -404,6 +406,10 @@ class _DemoRows:
         self.defects[key] += hit
         return hit
 
+    def _next_id(self, table: Table) -> int:
+        self.ids[table.name] += 1
+        return self.ids[table.name]
+
     def _day(self, first: date, last: date) -> date:
         return first + timedelta(days=self.rng.randrange((last - first).days + 1))
 
@@ -416,8 +422,7 @@ class _DemoRows:
 
     def _stores_and_employees(self) -> Iterator[tuple[Table, Row]]:
         rng = self.rng
-        employee_id = 0
-        for store_id in range(1, self.stores + 1):
+        for store_id in range(1, self.n_stores + 1):
             city = rng.choice(CITIES)
             yield stores, {
                 "id": store_id,
@@ -428,7 +433,7 @@ class _DemoRows:
                 "is_open": rng.random() < 0.9,
             }
             for _ in range(EMPLOYEES_PER_STORE):
-                employee_id += 1
+                employee_id = self._next_id(employees)
                 first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
                 yield employees, {
                     "id": employee_id,
@@ -458,7 +463,7 @@ class _DemoRows:
 
     def _products(self) -> Iterator[tuple[Table, Row]]:
         rng = self.rng
-        for id_ in range(1, self.products + 1):
+        for id_ in range(1, self.n_products + 1):
             price = round(rng.uniform(2, 500), 2)
             self.prices.append(price)
             sku = f"SKU-{id_:07d}"
@@ -476,9 +481,8 @@ class _DemoRows:
 
     def _customers_and_addresses(self) -> Iterator[tuple[Table, Row]]:
         rng = self.rng
-        address_id = 0
         last_email: str | None = None
-        for id_ in range(1, self.customers + 1):
+        for id_ in range(1, self.n_customers + 1):
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             # The id makes every regular email unique, so each copy adds exactly one duplicate.
             if self._defect("customers.email.null"):
@@ -489,7 +493,7 @@ class _DemoRows:
                 email = last_email = f"{first}.{last}.{id_}@{rng.choice(DOMAINS)}".lower()
             yield customers, {
                 "id": id_,
-                "home_store_id": rng.randint(1, self.stores),
+                "home_store_id": rng.randint(1, self.n_stores),
                 "first_name": first,
                 "last_name": last,
                 "email": email,
@@ -499,10 +503,9 @@ class _DemoRows:
                 "is_active": rng.random() < 0.9,
             }
             for kind in ("billing", "shipping") if rng.random() < 0.25 else ("billing",):
-                address_id += 1
                 null_postal_code = self._defect("addresses.postal_code.null")
                 yield addresses, {
-                    "id": address_id,
+                    "id": self._next_id(addresses),
                     "customer_id": id_,
                     "kind": kind,
                     "line1": f"{rng.randint(1, 250)} {rng.choice(STREETS)}",
@@ -523,13 +526,12 @@ class _DemoRows:
 
     def _orders_and_children(self) -> Iterator[tuple[Table, Row]]:
         rng = self.rng
-        item_id = payment_id = shipment_id = review_id = return_id = 0
         # Last order 30 days before BASE_TIME so shipments, reviews and returns stay in the past.
         first_order, last_order = BASE_TIME - timedelta(days=730), BASE_TIME - timedelta(days=30)
-        for order_id in range(1, self.orders + 1):
-            customer_id = rng.randint(1, self.customers)
-            store_id = rng.randint(1, self.stores)
-            status = _weighted_status(rng.randrange(100))
+        for order_id in range(1, self.n_orders + 1):
+            customer_id = rng.randint(1, self.n_customers)
+            store_id = rng.randint(1, self.n_stores)
+            status = rng.choices(ORDER_STATUSES, cum_weights=STATUS_CUM_WEIGHTS)[0]
             ordered_at = self._moment(first_order, last_order)
             stored_status = status
             if self._defect("orders.status.unexpected"):
@@ -550,81 +552,93 @@ class _DemoRows:
                 "ordered_at": stored_ordered_at,
             }
             # Children follow the true status and date; the defects stay in the orders columns.
-            items: list[tuple[int, int, int, float]] = []
-            total = 0.0
-            for _ in range(rng.randint(1, 4)):
-                item_id += 1
-                product_id = rng.randint(1, self.products)
-                quantity, price = rng.randint(1, 5), self.prices[product_id - 1]
-                discount = rng.choice((0.0, 0.0, 0.05, 0.1, 0.2))
-                total += quantity * price * (1 - discount)
-                items.append((item_id, product_id, quantity, price))
-                negative = self._defect("order_items.quantity.negative")
-                yield order_items, {
-                    "id": item_id,
-                    "order_id": order_id,
-                    "product_id": product_id,
-                    "quantity": -rng.randint(1, 3) if negative else quantity,
-                    "unit_price": price,
-                    "discount": discount,
-                }
+            items = [self._item(order_id) for _ in range(rng.randint(1, 4))]
+            for item in items:
+                yield order_items, item.row
             if status in ("paid", "shipped", "delivered"):
-                payment_id += 1
-                yield payments, {
-                    "id": payment_id,
-                    "order_id": order_id,
-                    "method": rng.choice(PAYMENT_METHODS),
-                    "amount": round(total, 2),
-                    "paid_at": ordered_at + timedelta(minutes=rng.randint(1, 600)),
-                    "succeeded": True,
+                yield payments, self._payment(order_id, ordered_at, items)
+            if status in ("shipped", "delivered"):
+                shipment = self._shipment(order_id, ordered_at, delivered=status == "delivered")
+                yield shipments, shipment
+                if shipment["delivered_on"] is not None:
+                    yield from self._reviews_and_returns(
+                        customer_id, items, shipment["delivered_on"]
+                    )
+
+    def _item(self, order_id: int) -> _Item:
+        rng = self.rng
+        product_id = rng.randint(1, self.n_products)
+        quantity = rng.randint(1, 5)
+        negative = self._defect("order_items.quantity.negative")
+        row = {
+            "id": self._next_id(order_items),
+            "order_id": order_id,
+            "product_id": product_id,
+            "quantity": -rng.randint(1, 3) if negative else quantity,
+            "unit_price": self.prices[product_id - 1],
+            "discount": rng.choice((0.0, 0.0, 0.05, 0.1, 0.2)),
+        }
+        return _Item(row, quantity)
+
+    def _payment(self, order_id: int, ordered_at: datetime, items: list[_Item]) -> Row:
+        total = sum(i.quantity * i.row["unit_price"] * (1 - i.row["discount"]) for i in items)
+        return {
+            "id": self._next_id(payments),
+            "order_id": order_id,
+            "method": self.rng.choice(PAYMENT_METHODS),
+            "amount": round(total, 2),
+            "paid_at": ordered_at + timedelta(minutes=self.rng.randint(1, 600)),
+            "succeeded": True,
+        }
+
+    def _shipment(self, order_id: int, ordered_at: datetime, *, delivered: bool) -> Row:
+        rng = self.rng
+        carrier = rng.choice(CARRIERS)
+        shipped_on = ordered_at.date() + timedelta(days=rng.randint(1, 7))
+        delivered_on = shipped_on + timedelta(days=rng.randint(1, 7))
+        return {
+            "id": self._next_id(shipments),
+            "order_id": order_id,
+            "carrier": carrier,
+            "tracking_number": f"{carrier}{rng.randrange(10**12):012d}",
+            "shipped_on": shipped_on,
+            "delivered_on": delivered_on if delivered else None,
+        }
+
+    def _reviews_and_returns(
+        self, customer_id: int, items: list[_Item], delivered_on: date
+    ) -> Iterator[tuple[Table, Row]]:
+        rng = self.rng
+        delivered_at = datetime.combine(delivered_on, datetime.min.time())
+        for item in items:
+            if rng.random() < 0.3:
+                rating = rng.randint(*RATING_RANGE)
+                if self._defect("reviews.rating.out_of_range"):
+                    rating = rng.choice(BAD_RATINGS)
+                yield reviews, {
+                    "id": self._next_id(reviews),
+                    "product_id": item.row["product_id"],
+                    "customer_id": customer_id,
+                    "order_item_id": item.row["id"],
+                    "rating": rating,
+                    "title": rng.choice(REVIEW_TITLES),
+                    "created_at": delivered_at + timedelta(minutes=rng.randint(60, 14 * 24 * 60)),
                 }
-            if status not in ("shipped", "delivered"):
-                continue
-            shipment_id += 1
-            carrier = rng.choice(CARRIERS)
-            shipped_on = ordered_at.date() + timedelta(days=rng.randint(1, 7))
-            delivered_on = shipped_on + timedelta(days=rng.randint(1, 7))
-            yield shipments, {
-                "id": shipment_id,
-                "order_id": order_id,
-                "carrier": carrier,
-                "tracking_number": f"{carrier}{rng.randrange(10**12):012d}",
-                "shipped_on": shipped_on,
-                "delivered_on": delivered_on if status == "delivered" else None,
-            }
-            if status != "delivered":
-                continue
-            for item_id_, product_id, quantity, price in items:
-                if rng.random() < 0.3:
-                    review_id += 1
-                    rating = rng.randint(*RATING_RANGE)
-                    if self._defect("reviews.rating.out_of_range"):
-                        rating = rng.choice(BAD_RATINGS)
-                    yield reviews, {
-                        "id": review_id,
-                        "product_id": product_id,
-                        "customer_id": customer_id,
-                        "order_item_id": item_id_,
-                        "rating": rating,
-                        "title": rng.choice(REVIEW_TITLES),
-                        "created_at": datetime.combine(delivered_on, datetime.min.time())
-                        + timedelta(minutes=rng.randint(60, 14 * 24 * 60)),
-                    }
-                if rng.random() < 0.03:
-                    return_id += 1
-                    returned = rng.randint(1, quantity)
-                    yield returns, {
-                        "id": return_id,
-                        "order_item_id": item_id_,
-                        "reason": rng.choice(RETURN_REASONS),
-                        "quantity": returned,
-                        "refund_amount": round(returned * price, 2),
-                        "returned_on": delivered_on + timedelta(days=rng.randint(1, 14)),
-                    }
+            if rng.random() < 0.03:
+                returned = rng.randint(1, item.quantity)
+                yield returns, {
+                    "id": self._next_id(returns),
+                    "order_item_id": item.row["id"],
+                    "reason": rng.choice(RETURN_REASONS),
+                    "quantity": returned,
+                    "refund_amount": round(returned * item.row["unit_price"], 2),
+                    "returned_on": delivered_on + timedelta(days=rng.randint(1, 14)),
+                }
 
 
-def _weighted_status(percent: int) -> str:
-    return next(s for s, w in zip(ORDER_STATUSES, STATUS_WEIGHTS, strict=True) if percent < w)
+class _Item(NamedTuple):
+    row: Row
+    quantity: int  # the true quantity, which the row may replace with a negative defect
 
 
 BENCH_BASE = "2020-01-01 00:00:00"
