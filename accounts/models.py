@@ -76,6 +76,9 @@ class ApiToken(models.Model):
 
     PREFIX = "assay_"
 
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
     @staticmethod
     def hash_key(key: str) -> str:
         return hashlib.sha256(key.encode()).hexdigest()
@@ -88,6 +91,3 @@ class ApiToken(models.Model):
             user=user, name=name, prefix=key[: len(cls.PREFIX) + 4], key_hash=cls.hash_key(key)
         )
         return token, key
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-_root = Path(os.environ.get("ASSAY_TEST_VAR_ROOT", Path(__file__).resolve().parent.parent / "var" / "test"))
+_default_root = Path(__file__).resolve().parent.parent / "var" / "test"
+_root = Path(os.environ.get("ASSAY_TEST_VAR_ROOT", _default_root))
 _var = _root / _worker
 os.environ.setdefault("ASSAY_VAR_DIR", str(_var))
 os.environ.setdefault("ASSAY_TEST_DATABASE_NAME", str(_var / "test.sqlite3"))

@@ -128,7 +128,9 @@ class Check(models.Model):
     type = models.CharField(max_length=32)
     field_name = models.CharField(max_length=255, blank=True, default="")
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=CheckStatus.choices, default=CheckStatus.ACTIVE)
+    status = models.CharField(
+        max_length=16, choices=CheckStatus.choices, default=CheckStatus.ACTIVE
+    )
     origin = models.CharField(
         max_length=16, choices=CheckOrigin.choices, default=CheckOrigin.AUTHORED
     )

@@ -24,12 +24,13 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceError, describe_error
 from runs.logs import append_log
-from runs.models import ActorKind, LogLevel, Run, RunContainer, RunStatus
+from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
 from runs.operations import get_operation
 from runs.operations.base import OperationConfig, Unit, UnitFailed, UnitResult
 
@@ -143,30 +144,41 @@ class Watchdog(threading.Thread):
         last_beat = 0.0
         try:
             while not self.stop_event.wait(poll):
-                row = (
-                    Run.objects.filter(pk=self.ctx.run_id)
-                    .values("status", "worker_token", "abort_requested_at")
-                    .first()
-                )
-                if row is None or row["status"] != RunStatus.RUNNING or (
-                    row["worker_token"] != self.ctx.token
-                ):
-                    self.ctx.lost_event.set()
-                    self.ctx.cancel_queries()
-                    return
-                if row["abort_requested_at"] is not None and not self.ctx.abort_event.is_set():
-                    self.ctx.abort_event.set()
-                    self.ctx.cancel_queries()
+                try:
+                    if not self._tick():
+                        return
+                except Exception:
+                    # One failed poll (a locked SQLite file, a dropped connection) must not end
+                    # the heartbeats: the reaper would then declare a healthy Run lost.
+                    logger.exception("watchdog of run %s: poll failed", self.ctx.run_id)
+                    connection.close()
+                    continue
                 now = time.monotonic()
                 if now - last_beat >= beat_every:
                     last_beat = now
                     Run.objects.filter(self.ctx.owned()).update(
                         heartbeat_at=timezone.now(), metrics=dict(self.ctx.metrics)
                     )
-        except Exception:
-            logger.exception("watchdog of run %s stopped", self.ctx.run_id)
         finally:
             connection.close()
+
+    def _tick(self) -> bool:
+        """Look at the Run once; False when this worker no longer owns it."""
+        row = (
+            Run.objects.filter(pk=self.ctx.run_id)
+            .values("status", "worker_token", "abort_requested_at")
+            .first()
+        )
+        if row is None or row["status"] != RunStatus.RUNNING or (
+            row["worker_token"] != self.ctx.token
+        ):
+            self.ctx.lost_event.set()
+            self.ctx.cancel_queries()
+            return False
+        if row["abort_requested_at"] is not None and not self.ctx.abort_event.is_set():
+            self.ctx.abort_event.set()
+            self.ctx.cancel_queries()
+        return True
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -177,7 +189,9 @@ def claim(run_id: int) -> uuid.UUID | None:
     """queued -> running (or an unclaimed Promote), with a fresh token. None: nothing to do."""
     token = uuid.uuid4()
     now = timezone.now()
-    claimable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, worker_token=None)
+    claimable = Q(status=RunStatus.QUEUED) | Q(
+        status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
+    )
     claimed = Run.objects.filter(claimable, pk=run_id).update(
         status=RunStatus.RUNNING, worker_token=token, heartbeat_at=now
     )
@@ -196,7 +210,11 @@ def execute_run(run_id: int) -> str:
         return "not-claimed"
     run = Run.objects.select_related("datastore", "destination_datastore").get(pk=run_id)
     operation = get_operation(run.operation)
-    config = operation.Config.model_validate(run.config)
+    try:
+        config = operation.Config.model_validate(run.config)
+    except ValidationError as exc:
+        # Configs are validated at launch; this only happens to a Run stored by an older release.
+        return _fail(RunContext(run, token, OperationConfig()), exc)
     ctx = RunContext(run, token, config)
     watchdog = Watchdog(ctx)
     watchdog.start()
@@ -273,7 +291,9 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
             result.save()
         ctx.add_metrics(unit_metrics)
         ctx.update_run(
-            progress_done=F("progress_done") + 1, metrics=dict(ctx.metrics), heartbeat_at=timezone.now()
+            progress_done=F("progress_done") + 1,
+            metrics=dict(ctx.metrics),
+            heartbeat_at=timezone.now(),
         )
         if operation.tracks_units:
             RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(

@@ -118,7 +118,9 @@ class Run(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="run_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(operation__in=Operation.values), name="run_operation_valid"
             ),

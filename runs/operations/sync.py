@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from django.utils import timezone
 from pydantic import Field as ConfigField
 
-from datastores.models import Container, ContainerKind, Field
+from datastores.models import Container, Field
 from datastores.quality.profiling import classify_type
 from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
 
