@@ -1,5 +1,96 @@
-"""REST API v1 (django-ninja). Routers live with their apps; this module assembles them."""
+"""REST API v1 (django-ninja). Routers live with their apps; this module assembles them.
 
+Every error leaves as JSON ``{"detail": <message>, "code": <word>}`` (plus ``errors`` with
+per-field messages when there are some), whatever raised it: a run service, ninja's own input
+validation, an unparseable body or a failed authentication.
+"""
+
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-api = NinjaAPI(title="Assay API", version="1", urls_namespace="api")
+from accounts.api_auth import BearerToken
+from runs.errors import RunServiceError
+
+api = NinjaAPI(
+    title="Assay API",
+    version="1",
+    urls_namespace="api",
+    auth=BearerToken(),
+    description="Runs, datastores, schedules and External Scans. "
+    "Authenticate with `Authorization: Bearer <token>`.",
+)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    429: "throttled",
+}
+
+
+def error_response(
+    request: HttpRequest,
+    status: int,
+    detail: str,
+    code: str | None = None,
+    errors: dict[str, list[str]] | None = None,
+) -> HttpResponse:
+    body: dict = {"detail": detail, "code": code or HTTP_CODES.get(status, "error")}
+    if errors:
+        body["errors"] = errors
+    return api.create_response(request, body, status=status)
+
+
+@api.exception_handler(RunServiceError)
+def _service_error(request: HttpRequest, exc: RunServiceError) -> HttpResponse:
+    return error_response(request, exc.status_code, exc.detail, exc.code, exc.errors)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors:
+        # loc is (source, parameter name, *path); the parameter name is an implementation
+        # detail, and the input value is never echoed back (it may hold a datastore password).
+        loc = [str(part) for part in err.get("loc", ())]
+        path = loc[2:] if len(loc) > 2 and loc[0] == "body" else loc[1:]
+        key = ".".join(path) or loc[0] if loc else "request"
+        errors.setdefault(key, []).append(str(err.get("msg", "Invalid value.")))
+    summary = "; ".join(f"{key}: {', '.join(msgs)}" for key, msgs in errors.items())
+    return error_response(request, 422, f"Invalid input: {summary}", "invalid", errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = error_response(
+        request, 401, "Missing or invalid API token (Authorization: Bearer <token>)."
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="assay"'
+    return response
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # Ninja raises HttpError(400, "Cannot parse request body") for malformed JSON.
+    return error_response(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, "Not found.")
+
+
+def _register_routers() -> None:
+    from datastores.api import router as datastores_router
+    from runs.api import router as runs_router
+
+    api.add_router("/", runs_router)
+    api.add_router("/", datastores_router)
+
+
+_register_routers()

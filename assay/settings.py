@@ -222,3 +222,6 @@ CELERY_BEAT_SCHEDULE = {
 
 # Timeouts for connecting to source datastores, so a bad host fails a Run quickly.
 SOURCE_CONNECT_TIMEOUT = int(os.environ.get("SOURCE_CONNECT_TIMEOUT", "10"))
+# Rows per batch when Export and Materialize stream into the enrichment datastore: memory use
+# is bounded by one batch whatever the table size, and abort is checked between batches.
+ENRICHMENT_BATCH_SIZE = int(os.environ.get("ENRICHMENT_BATCH_SIZE", "1000"))

@@ -10,6 +10,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("activity/", include("activity.urls")),
+    path("datastores/", include("activity.datastore_urls")),
+    path("teams/", include("accounts.urls")),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

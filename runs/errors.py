@@ -31,3 +31,10 @@ class ActionNotAllowed(RunServiceError):
 class InvalidConfig(RunServiceError):
     status_code = 422
     code = "invalid_config"
+
+
+class InvalidInput(RunServiceError):
+    """Well-formed but unacceptable input (an unknown container, a bad datastore URL...)."""
+
+    status_code = 422
+    code = "invalid"

@@ -22,7 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -175,7 +176,10 @@ class Watchdog(threading.Thread):
             self.ctx.lost_event.set()
             self.ctx.cancel_queries()
             return False
-        if row["abort_requested_at"] is not None and not self.ctx.abort_event.is_set():
+        if row["abort_requested_at"] is not None:
+            # Cancelled again at every look until the main thread stops: a cancel that lands
+            # between two statements is a no-op (sqlite3 interrupt, PostgreSQL cancel), and the
+            # statement starting just after it must not run on for minutes.
             self.ctx.abort_event.set()
             self.ctx.cancel_queries()
         return True
@@ -192,14 +196,15 @@ def claim(run_id: int) -> uuid.UUID | None:
     claimable = Q(status=RunStatus.QUEUED) | Q(
         status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
     )
+    # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
+    # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
     claimed = Run.objects.filter(claimable, pk=run_id).update(
-        status=RunStatus.RUNNING, worker_token=token, heartbeat_at=now
+        status=RunStatus.RUNNING,
+        worker_token=token,
+        heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
     )
-    if not claimed:
-        return None
-    # Promote starts in running at launch; keep its started_at.
-    Run.objects.filter(pk=run_id, worker_token=token, started_at=None).update(started_at=now)
-    return token
+    return token if claimed else None
 
 
 def execute_run(run_id: int) -> str:
@@ -229,6 +234,7 @@ def _execute(ctx: RunContext, operation) -> str:
     try:
         ctx.log(f"{ctx.run.get_operation_display()} started on datastore {ctx.datastore.name}.")
         units = _planned_units(ctx, operation)
+        operation.begin(ctx, units)
         for unit in units:
             ctx.checkpoint()
             _process_unit(ctx, operation, unit)
@@ -282,7 +288,7 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
         if ctx.stopping:
             raise
         error = describe_error(exc, ctx.datastore.source_url)
-        result = UnitResult()
+        result = UnitResult(metrics=getattr(exc, "metrics", {}))
     unit_metrics = result.metrics
     with transaction.atomic():
         # Progress is fenced on the token inside the same transaction as the unit's results
@@ -322,13 +328,17 @@ def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
 def _finalise_abort(ctx: RunContext) -> str:
     run = Run.objects.filter(pk=ctx.run_id).values("abort_requested_by_id").first() or {}
     user_id = run.get("abort_requested_by_id")
-    return _finalise(
-        ctx,
-        RunStatus.ABORTED,
-        "Aborted; partial results are kept.",
-        aborted_by_kind=ActorKind.USER if user_id else ActorKind.SYSTEM,
-        aborted_by_user_id=user_id,
-    )
+    try:
+        return _finalise(
+            ctx,
+            RunStatus.ABORTED,
+            "Aborted; partial results are kept.",
+            aborted_by_kind=ActorKind.USER if user_id else ActorKind.SYSTEM,
+            aborted_by_user_id=user_id,
+        )
+    except RunFenced:
+        # The reaper landed the abort first (grace period over): nothing left to do.
+        return "fenced"
 
 
 def _fail(ctx: RunContext, exc: Exception) -> str:

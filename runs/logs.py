@@ -17,7 +17,7 @@ def append_log(
     container: str = "",
     token=None,
 ) -> bool:
-    """Add a line to an active Run. Returns False if the Run is no longer writable.
+    """Add a line to an active Run. Returns False only if the Run is no longer writable.
 
     ``token`` fences a worker: its lines land only while it still owns the Run.
     Past ``RUN_LOG_MAX_LINES`` one truncation marker is written and later lines are dropped,
@@ -43,4 +43,8 @@ def append_log(
                 message=f"Log truncated: more than {cap} lines; later lines were dropped.",
             )
             return True
-        return bool(warn and Run.objects.filter(active).update(**warn))
+        # Dropped past the cap: still True while the Run is writable, so a worker does not
+        # mistake a full log for having lost its Run.
+        if warn:
+            return bool(Run.objects.filter(active).update(**warn))
+        return Run.objects.filter(active).exists()

@@ -69,7 +69,10 @@ def _requeue_lost_messages(now) -> int:
         Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, operation="promote")
     )
     ids = list(Run.objects.filter(unclaimed).values_list("pk", flat=True)[:500])
+    count = 0
     for run_id in ids:
+        # A worker may claim it (or a user abort it) between the read and this update.
         if Run.objects.filter(unclaimed, pk=run_id).update(enqueued_at=now):
             enqueue(run_id)
-    return len(ids)
+            count += 1
+    return count

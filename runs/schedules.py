@@ -1,13 +1,16 @@
 """Cron schedules (UTC): each due firing launches one Run triggered by the schedule."""
 
 from datetime import datetime
+from typing import Any
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.errors import RunServiceError
-from runs.models import Schedule
+from accounts.models import User
+from datastores.models import Datastore
+from runs.errors import InvalidConfig, RunServiceError
+from runs.models import Operation, Schedule
 
 
 class InvalidCron(ValueError):
@@ -15,9 +18,17 @@ class InvalidCron(ValueError):
 
 
 def next_fire_time(cron: str, after: datetime) -> datetime:
-    if not croniter.is_valid(cron):
+    # croniter also reads a 6th (seconds) and 7th (year) field; a schedule firing every
+    # second is never what a user meant, so only 5 fields (or an @macro) are cron here.
+    fields = cron.split()
+    if not (len(fields) == 5 or (len(fields) == 1 and cron.startswith("@"))) or (
+        not croniter.is_valid(cron)
+    ):
         raise InvalidCron(f"{cron!r} is not a valid cron expression (5 fields, UTC).")
-    return croniter(cron, after).get_next(datetime)
+    try:
+        return croniter(cron, after).get_next(datetime)
+    except CroniterError:  # e.g. "0 0 31 2 *": valid syntax, but no such date ever comes
+        raise InvalidCron(f"{cron!r} never fires.") from None
 
 
 def fire_due(now: datetime | None = None) -> int:
@@ -50,3 +61,60 @@ def fire_due(now: datetime | None = None) -> int:
             # this firing instead of stopping the others.
             continue
     return fired
+
+
+# -- writes ------------------------------------------------------------------------------------
+def schedule_create(
+    *,
+    user: User,
+    name: str,
+    datastore: Datastore,
+    operation: str,
+    cron: str,
+    config: dict[str, Any] | None = None,
+    destination: Datastore | None = None,
+    enabled: bool = True,
+) -> Schedule:
+    """A schedule needs what launching needs: editor on the datastore (and destination)."""
+    from runs.services import authorize_datastore, validate_config
+
+    authorize_datastore(user, datastore)
+    if destination is not None:
+        authorize_datastore(user, destination)
+    if operation == Operation.EXTERNAL_SCAN:
+        raise InvalidConfig(
+            "External Scans cannot be scheduled: their results come from outside Assay.",
+            errors={"operation": ["External Scans cannot be scheduled."]},
+        )
+    if operation == Operation.PROMOTE and destination is None:
+        raise InvalidConfig(
+            "Promote needs a destination datastore.",
+            errors={"destination_datastore": ["This field is required."]},
+        )
+    now = timezone.now()
+    try:
+        next_at = next_fire_time(cron, now)
+    except InvalidCron as exc:
+        raise InvalidConfig(str(exc), errors={"cron": [str(exc)]}) from None
+    clean = validate_config(
+        operation=operation, config=config, datastore=datastore, destination=destination
+    )
+    return Schedule.objects.create(
+        name=name,
+        datastore=datastore,
+        destination_datastore=destination,
+        operation=operation,
+        cron=cron.strip(),
+        config=clean,
+        enabled=enabled,
+        created_by=user,
+        next_fire_at=next_at if enabled else None,
+    )
+
+
+def schedule_delete(*, schedule: Schedule, user: User) -> None:
+    """Runs it launched stay; they keep pointing at its id (no FK constraint)."""
+    from runs.services import authorize_datastore
+
+    authorize_datastore(user, schedule.datastore)
+    schedule.delete()

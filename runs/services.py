@@ -257,7 +257,10 @@ def transition(
 
     The log line must be written before the row turns terminal (a trigger forbids log lines on
     terminal Runs), so the row is locked first and both commit together, or neither does.
+    Only an active row can match, whatever ``where`` says: a terminal Run is never overwritten
+    (the trigger would reject the UPDATE; a lost race must report False, not raise).
     """
+    where &= Q(status__in=ACTIVE_STATUSES)
     with transaction.atomic():
         if log is not None:
             if not Run.objects.select_for_update().filter(where, pk=run_id).exists():

@@ -171,6 +171,25 @@ def purge_queue() -> None:
         redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
+def broker_messages(queue: str = "celery") -> list[tuple[str, list]]:
+    """(task name, args) of every message waiting in ``queue``, read from the broker itself."""
+    import base64
+    import json
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        import redis
+
+        raw = redis.Redis.from_url(settings.CELERY_BROKER_URL).lrange(queue, 0, -1)
+    else:
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        raw = [path.read_bytes() for path in sorted(folder.glob(f"*.{queue}.msg"))]
+    messages = []
+    for payload in map(json.loads, raw):
+        args = json.loads(base64.b64decode(payload["body"]))[0]
+        messages.append((payload["headers"]["task"], args))
+    return messages
+
+
 @pytest.fixture
 def worker_process(transactional_db, tmp_path):
     """Start a worker on demand: ``worker_process()`` -> WorkerProcess (stopped at teardown)."""

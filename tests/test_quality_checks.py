@@ -26,6 +26,7 @@ from datastores.quality import (
     evaluate_sql,
     fetch_examples,
     high_water_filter,
+    json_safe,
     validate_check,
 )
 
@@ -322,7 +323,7 @@ def test_a_pattern_only_python_understands_fails_alone_on_postgresql(engine, con
         assert "regular expression" in named.error
 
 
-def test_invalid_or_unknown_checks_are_reported_without_touching_the_database(engine, conn):
+def test_invalid_or_unknown_checks_are_reported_without_a_statement_of_their_own(engine, conn):
     checks = [
         CheckSpec("bad-regex", "matches_pattern", "code", {"pattern": "[0-9"}),
         CheckSpec("unknown-field", "not_null", "nope"),
@@ -407,6 +408,22 @@ def test_high_water_marks_round_trip_through_json(
     assert evaluation.records_scanned == rows_after_mark
     assert evaluation.high_water_mark == (expected_mark if rows_after_mark else None)
     json.dumps(evaluation.high_water_mark)
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (Decimal("5.00"), 5),
+        (Decimal("10.50"), 10.5),
+        (Decimal("0.12345678901234567891"), "0.12345678901234567891"),  # a float would round
+        (float("nan"), "nan"),
+        (date(2024, 6, 1), "2024-06-01"),
+        (datetime(2024, 6, 1, 8, 30, tzinfo=UTC), "2024-06-01T08:30:00+00:00"),
+        (b"\x01\xff", "01ff"),
+    ],
+)
+def test_json_safe(value, stored):
+    assert json_safe(value) == stored
 
 
 # ---------------------------------------------------------------------------------------------

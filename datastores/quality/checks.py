@@ -11,7 +11,8 @@ Decisions worth knowing before changing anything here:
   validated with Python's ``re``. SQLite runs them with Python's ``re`` too (the REGEXP function
   SQLAlchemy's pysqlite dialect registers); PostgreSQL runs them with ``~`` as POSIX advanced
   regular expressions. Stay in the common subset (classes, anchors, quantifiers, alternation);
-  a pattern PostgreSQL rejects becomes that check's error, never the whole scan's.
+  a pattern PostgreSQL rejects (named groups, for one) becomes that check's error, never the
+  whole scan's. One quiet difference: Python's ``$`` also matches before a final newline.
 * Stored naive date-times are taken to be UTC. ``not_future`` compares a DATE column with the
   UTC date of ``now`` and date-time columns with ``now`` itself. On SQLite, dates and
   date-times are ISO text, written with either a space or a ``T`` separator depending on the
@@ -26,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -287,9 +287,7 @@ def json_safe(value: Any) -> Any:
         return as_float if Decimal(repr(as_float)) == value else str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
+    return str(value)  # UUIDs, intervals, driver-specific types
 
 
 def high_water_filter(table: sa.FromClause, column: str, mark: Any) -> ColumnElement[bool] | None:
@@ -398,7 +396,8 @@ def evaluate_sql(
             check.failed_count = row._mapping[f"check_{index}"]
     except sa_exc.DBAPIError as error:
         _recover(conn, error)
-        row = conn.execute(source.select(*base_columns)).one()
+        # If even the row count fails, the table itself is unreadable: that is the caller's.
+        row = _execute(conn, source.select(*base_columns)).one()
         _evaluate_one_by_one(conn, source, runnable)
 
     records = int(row.records)
@@ -418,6 +417,15 @@ def _evaluate_one_by_one(
         except sa_exc.DBAPIError as error:
             _recover(conn, error)
             check.error = _short_error(error)
+
+
+def _execute(conn: sa.Connection, statement: sa.Executable) -> sa.CursorResult[Any]:
+    """Execute; on failure leave the connection usable (see _recover), then raise."""
+    try:
+        return conn.execute(statement)
+    except sa_exc.DBAPIError as error:
+        _recover(conn, error)
+        raise
 
 
 def _recover(conn: sa.Connection, error: sa_exc.DBAPIError) -> None:
@@ -547,12 +555,8 @@ def fetch_examples(
         statement = statement.where(
             _failure_predicate(column, check.type, params, conn.dialect.name, now)
         )
-    try:
-        rows = conn.execute(statement.limit(limit)).mappings()
-        return [{name: json_safe(value) for name, value in row.items()} for row in rows]
-    except sa_exc.DBAPIError as error:
-        _recover(conn, error)
-        raise
+    rows = _execute(conn, statement.limit(limit)).mappings()
+    return [{name: json_safe(value) for name, value in row.items()} for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,11 +618,16 @@ class _Duplicates:
         return False
 
 
+# Checks on the text of a value read it as written in the file, not as re-printed after decoding.
+_TEXT_CHECKS = frozenset({"matches_pattern", "max_length"})
+
+
 @dataclasses.dataclass
 class _RowCheck:
     spec: CheckSpec
     params: dict
-    fails: Callable[[Any], bool] | None = None  # None: table-level or not runnable
+    reads: tuple[str, str] | None = None  # (field, type to decode it as); None: not per row
+    fails: Callable[[Any], bool] | None = None
     result: CheckResult = dataclasses.field(default_factory=lambda: CheckResult(failed_count=0))
 
 
@@ -638,16 +647,16 @@ def evaluate_rows(
     Examples are the failing rows as given; for ``unique``, the repeated occurrences.
     """
     prepared = [_prepare_row_check(spec, field_types, now) for spec in checks]
-    active = [check for check in prepared if check.fails is not None]
-    decoders = {check.spec.field: _DECODERS[field_types[check.spec.field]] for check in active}
+    active = [check for check in prepared if check.reads is not None]
+    reads = {check.reads for check in active}
     records = 0
     for records, row in enumerate(rows, start=1):
         values = {
-            name: _decode(row.get(name), decode, name, records, field_types[name])
-            for name, decode in decoders.items()
+            (field, as_type): _decode(row.get(field), field, as_type, records)
+            for field, as_type in reads
         }
         for check in active:
-            if check.fails(values[check.spec.field]):
+            if check.fails(values[check.reads]):
                 check.result.failed_count += 1
                 if len(check.result.examples) < example_limit:
                     check.result.examples.append(dict(row))
@@ -659,16 +668,14 @@ def evaluate_rows(
     )
 
 
-def _decode(
-    text: str | None, decode: Callable[[str], Any], column: str, row_number: int, field_type: str
-) -> Any:
+def _decode(text: str | None, column: str, as_type: str, row_number: int) -> Any:
     if text is None or text == "":
         return None
     try:
-        return decode(text)
+        return _DECODERS[as_type](text)
     except ValueError:
         raise RowDecodeError(
-            column=column, row_number=row_number, value=text, field_type=field_type
+            column=column, row_number=row_number, value=text, field_type=as_type
         ) from None
 
 
@@ -688,7 +695,8 @@ def _prepare_row_check(spec: CheckSpec, field_types: Mapping[str, str], now: dat
         fails = _row_predicate(spec.type, params, field_type, now)
     except CheckDefinitionError as error:
         return _RowCheck(spec, params, result=CheckResult(error=str(error)))
-    return _RowCheck(spec, params, fails=fails)
+    as_type = "string" if spec.type in _TEXT_CHECKS else field_type
+    return _RowCheck(spec, params, reads=(spec.field, as_type), fails=fails)
 
 
 def _row_predicate(
@@ -715,9 +723,9 @@ def _row_predicate(
             return lambda value: value is not None and value not in expected
         case "matches_pattern":
             pattern = re.compile(params["pattern"])
-            return lambda value: value is not None and pattern.search(str(value)) is None
+            return lambda text: text is not None and pattern.search(text) is None
         case "max_length":
-            return lambda value: value is not None and len(str(value)) > params["length"]
+            return lambda text: text is not None and len(text) > params["length"]
         case "not_future":
             now_utc = _as_utc(now)
             limit = now_utc.date() if field_type == "date" else now_utc

@@ -32,10 +32,10 @@ FIELD_TYPES: tuple[str, ...] = (
 )
 _NUMERIC_TYPES = frozenset({"integer", "float", "decimal"})
 
-# PostgreSQL accepts at most 1664 result columns and SQLite 2000 (and 500 UNION terms): wider
-# tables are profiled in a few statements rather than failing.
-_MAX_RESULT_COLUMNS = 1000
-_MAX_UNION_TERMS = 400
+# PostgreSQL returns at most 1664 columns per SELECT, SQLite 2000 (and it joins at most 500 UNION
+# terms): wider tables are profiled in a few statements rather than failing.
+_COLUMNS_PER_AGGREGATE_STATEMENT = 125  # at most 7 aggregates each
+_COLUMNS_PER_TOP_VALUES_STATEMENT = 400
 
 # Patterns inference may propose; both read the same in Python's re and PostgreSQL's ARE.
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
@@ -130,7 +130,8 @@ class _ProfiledColumn:
         mean, mean_square = measure("mean"), measure("mean_square")
         std_dev = None
         if mean is not None and mean_square is not None:
-            std_dev = math.sqrt(max(float(mean_square) - float(mean) ** 2, 0.0))
+            variance = float(mean_square) - float(mean) * float(mean)  # inf, not OverflowError
+            std_dev = math.sqrt(max(variance, 0.0)) if math.isfinite(variance) else None
         return FieldProfile(
             field_type=self.field_type,
             count=count,
@@ -138,11 +139,16 @@ class _ProfiledColumn:
             distinct=measure("distinct"),
             min=json_safe(measure("min")),
             max=json_safe(measure("max")),
-            mean=None if mean is None else float(mean),
-            std_dev=std_dev,
+            mean=_finite_float(mean),
+            std_dev=_finite_float(std_dev),
             min_length=measure("min_length"),
             max_length=measure("max_length"),
         )
+
+
+def _finite_float(value: float | Decimal | None) -> float | None:
+    # JSON has no NaN or infinity (PostgreSQL's jsonb refuses them).
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def profile_table(
@@ -164,7 +170,7 @@ def profile_table(
         for index, column in enumerate(source.c)
     ]
     record_count, fields = 0, {}
-    for chunk in _chunks(columns, _MAX_RESULT_COLUMNS // 8):  # ≤ 7 aggregates per column
+    for chunk in _chunks(columns, _COLUMNS_PER_AGGREGATE_STATEMENT):
         aggregates = [label for column in chunk for label in column.aggregates()]
         statement = sa.select(sa.func.count().label("records"), *aggregates).select_from(source)
         row = conn.execute(statement).mappings().one()
@@ -178,7 +184,7 @@ def profile_table(
         and 0 < (fields[column.name].distinct or 0) <= low_cardinality_max
     ]
     if top_values > 0:
-        for chunk in _chunks(low_cardinality, _MAX_UNION_TERMS):
+        for chunk in _chunks(low_cardinality, _COLUMNS_PER_TOP_VALUES_STATEMENT):
             for column, values in _top_values(conn, source, chunk, top_values).items():
                 fields[column].top_values = values
     return TableProfile(record_count=record_count, fields=fields)
@@ -194,11 +200,19 @@ def _top_values(
 ) -> dict[str, list[list[Any]]]:
     """The most frequent values of several columns in one UNION ALL statement.
 
-    Each branch fills its own value slot and typed NULLs in the others, so every value keeps its
-    column's type (and its dialect's result processing) instead of being cast to text.
+    Values keep their SQL type (and the dialect's result processing) instead of being cast to
+    text: each branch puts its values in the slot of its column's type and typed NULLs in the
+    other slots. Slots are per type, not per column, so the statement grows linearly with the
+    number of columns.
     """
+    slot_types: dict[str, sa.types.TypeEngine] = {}
+    for column in columns:
+        slot_types.setdefault(_type_key(column, conn.dialect), column.column.type)
+    slots = list(slot_types)
+    slot_of = [slots.index(_type_key(column, conn.dialect)) for column in columns]
+
     branches = []
-    for slot, column in enumerate(columns):
+    for index, column in enumerate(columns):
         frequency = sa.func.count()
         counted = (
             sa.select(column.column.label("value"), frequency.label("frequency"))
@@ -210,24 +224,31 @@ def _top_values(
             .subquery()
         )
         values = [
-            counted.c.value if other is column else sa.cast(sa.null(), other.column.type)
-            for other in columns
+            counted.c.value if number == slot_of[index] else sa.cast(sa.null(), slot_types[slot])
+            for number, slot in enumerate(slots)
         ]
         branches.append(
             sa.select(
-                sa.literal(slot).label("slot"),
+                sa.literal(index).label("column_index"),
                 counted.c.frequency,
-                *(value.label(f"value_{index}") for index, value in enumerate(values)),
+                *(value.label(f"slot_{number}") for number, value in enumerate(values)),
             )
         )
     statement = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+
     found: dict[str, list[tuple[Any, int]]] = {column.name: [] for column in columns}
-    for row in conn.execute(statement):
-        found[columns[row.slot].name].append((row[2 + row.slot], int(row.frequency)))
+    for row in conn.execute(statement).mappings():
+        index = row["column_index"]
+        value = row[f"slot_{slot_of[index]}"]
+        found[columns[index].name].append((value, int(row["frequency"])))
     return {
         name: [[json_safe(value), frequency] for value, frequency in _by_frequency(pairs)]
         for name, pairs in found.items()
     }
+
+
+def _type_key(column: _ProfiledColumn, dialect: sa.Dialect) -> str:
+    return str(column.column.type.compile(dialect=dialect))
 
 
 def _by_frequency(pairs: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
@@ -268,7 +289,7 @@ def infer_checks(profile: TableProfile, *, level: int, now: datetime) -> list[In
 def _level_one(field: FieldProfile, now: datetime) -> Iterator[tuple[str, dict]]:
     if field.nulls == 0:
         yield "not_null", {}
-    if field.field_type in _NUMERIC_TYPES and field.min is not None and _exact(field.min) >= 0:
+    if field.field_type in _NUMERIC_TYPES and _finite(field.min) and _exact(field.min) >= 0:
         yield "not_negative", {}
     few_strings = field.field_type == "string" and field.count >= 20 and (field.distinct or 0) <= 10
     if few_strings and _all_values_known(field):
@@ -279,7 +300,7 @@ def _level_one(field: FieldProfile, now: datetime) -> Iterator[tuple[str, dict]]
 
 
 def _level_two(field: FieldProfile) -> Iterator[tuple[str, dict]]:
-    if field.field_type in _NUMERIC_TYPES and field.min is not None:
+    if field.field_type in _NUMERIC_TYPES and _finite(field.min) and _finite(field.max):
         yield "between", {"min": _bound(field.min, -1), "max": _bound(field.max, +1)}
     if field.field_type == "string":
         pattern = _evident_pattern(field)
@@ -315,6 +336,11 @@ def _not_after_now(field_type: str, latest: str, now: datetime) -> bool:
     if field_type == "date":
         return date.fromisoformat(latest) <= now_utc.date()
     return _as_utc(datetime.fromisoformat(latest)) <= now_utc
+
+
+def _finite(value: int | float | str | None) -> bool:
+    """False for a missing extreme and for NaN and infinities, which json_safe keeps as text."""
+    return value is not None and _exact(value).is_finite()
 
 
 def _exact(value: int | float | str) -> Decimal:

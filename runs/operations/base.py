@@ -46,7 +46,14 @@ class UnitResult:
 
 
 class UnitFailed(Exception):
-    """A container-level failure: recorded on the unit and logged; the Run goes on."""
+    """A container-level failure: recorded on the unit and logged; the Run goes on.
+
+    ``metrics`` still count (e.g. ``{"failed": 1}``), so summaries include failed units.
+    """
+
+    def __init__(self, message: str, *, metrics: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.metrics = dict(metrics or {})
 
 
 class Operation:
@@ -69,6 +76,10 @@ class Operation:
 
     def plan(self, ctx: RunContext) -> list[Unit]:
         raise NotImplementedError
+
+    def begin(self, ctx: RunContext, units: list[Unit]) -> None:
+        """Called once the units are known, for a fresh Run and for a Resume alike (a Resume
+        is launched with its units, so ``plan`` does not run again)."""
 
     def process(self, ctx: RunContext, unit: Unit) -> UnitResult:
         """Do one unit. Raise UnitFailed for a container-level failure."""

@@ -1,8 +1,240 @@
-"""Scan: placeholder until implemented."""
+"""Scan: evaluate the active checks of each container by SQL push-down; record anomalies.
 
-from runs.operations.base import Operation
+Per container, one aggregate statement evaluates every active check in a single pass over the
+rows (``datastores.quality.checks.evaluate_sql``), then one bounded statement per failing check
+fetches example rows. Anomalies, the high-water mark and auto-resolution are stored in the
+unit's transaction, so a container's results are recorded whole or not at all.
+
+Rollup: when more than ``rollup_threshold`` checks fail on one container, the container gets one
+anomaly summarising them (no check of its own, ``failed_count`` = the sum of the checks' failed
+counts, ``examples`` = one entry per failing check) instead of one anomaly per check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from pydantic import Field as ConfigField
+from pydantic import PositiveInt
+from sqlalchemy import exc as sa_exc
+
+from datastores.containers import container_selectable
+from datastores.models import Anomaly, AnomalyStatus, Check, CheckStatus, Container
+from datastores.quality import (
+    CheckSpec,
+    describe,
+    evaluate_sql,
+    fetch_examples,
+    high_water_filter,
+)
+from runs.models import LogLevel
+from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.containers import (
+    clean_connection,
+    containers_field,
+    load_container,
+    plan_containers,
+    validate_container_names,
+)
+
+# Keys of one entry in a rolled-up anomaly's ``examples``.
+ROLLUP_ENTRY_KEYS = frozenset({"check_id", "check", "type", "field", "failed_count"})
+_OPEN_STATUSES = (AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED)
+
+
+class ScanConfig(OperationConfig):
+    containers: list[str] | None = containers_field()
+    # Read only rows past each container's stored high-water mark (full scan the first time).
+    incremental: bool = False
+    # Read only the first N rows of each container (by high-water column when it has one).
+    record_limit: PositiveInt | None = None
+    # More failing checks than this on one container: one rolled-up anomaly for the container.
+    rollup_threshold: int = ConfigField(default=10, ge=1)
+    # Example source rows stored with each anomaly.
+    source_record_limit: int = ConfigField(default=10, ge=0, le=100)
+    # A full scan resolves the container's open anomalies whose checks now pass.
+    auto_resolve: bool = True
 
 
 class Scan(Operation):
     name = "scan"
     unit_label = "Tables"
+    tracks_units = True
+    Config = ScanConfig
+
+    def validate(self, config: ScanConfig, *, datastore, destination) -> None:
+        validate_container_names(config.containers, datastore=datastore)
+
+    def plan(self, ctx) -> list[Unit]:
+        return plan_containers(ctx.config.containers, datastore=ctx.datastore)
+
+    def begin(self, ctx, units: list[Unit]) -> None:
+        ctx.source()  # cannot connect: the Run fails, rather than every container
+        ctx.add_metrics({"tables_requested": len(units)})
+
+    def process(self, ctx, unit: Unit) -> UnitResult:
+        config: ScanConfig = ctx.config
+        container = load_container(unit, datastore=ctx.datastore)
+        checks = list(container.checks.filter(status=CheckStatus.ACTIVE).order_by("id"))
+        specs = {check.pk: _spec(check) for check in checks}
+        conn = clean_connection(ctx.source().conn)
+        table = container_selectable(container, conn)
+        now = timezone.now()
+
+        high_water = container.high_water_column or None
+        if high_water and high_water not in table.c:
+            raise UnitFailed(f"The high-water column {high_water} is not a column of {unit.name}.")
+        where = None
+        if config.incremental:
+            if high_water:
+                where = high_water_filter(table, high_water, container.high_water_mark)
+            else:
+                ctx.log(
+                    "No high-water column: the incremental scan reads every row.",
+                    container=unit.name,
+                )
+        reading = {
+            "where": where,
+            "record_limit": config.record_limit,
+            "high_water_column": high_water,
+        }
+        evaluation = evaluate_sql(conn, table, list(specs.values()), now=now, **reading)
+        records = evaluation.records_scanned
+        # Table-level checks judge the whole table; a filtered or truncated read is not it.
+        whole_table = where is None and (
+            config.record_limit is None or records < config.record_limit
+        )
+
+        failing: list[tuple[Check, int]] = []
+        passing: set[int] = set()
+        problems: list[str] = []
+        for check in checks:
+            result = evaluation.results[str(check.pk)]
+            if check.type == "row_count_between" and not whole_table:
+                continue
+            if result.error is not None:
+                problems.append(f"Check #{check.pk} ({describe(specs[check.pk])}): {result.error}")
+            elif result.failed_count:
+                failing.append((check, result.failed_count))
+            else:
+                passing.add(check.pk)
+        rolled_up = len(failing) > config.rollup_threshold
+
+        examples: dict[int, list[dict[str, Any]]] = {}
+        if not rolled_up and config.source_record_limit:
+            for check, _ in failing:
+                ctx.checkpoint()
+                try:
+                    examples[check.pk] = fetch_examples(
+                        conn, table, specs[check.pk], limit=config.source_record_limit, now=now,
+                        **reading,
+                    )
+                except sa_exc.DBAPIError as error:
+                    if ctx.stopping:
+                        raise
+                    problems.append(
+                        f"Check #{check.pk} ({describe(specs[check.pk])}): examples could not "
+                        f"be read: {str(error.orig or error).strip().splitlines()[0][:300]}"
+                    )
+
+        metrics: dict[str, Any] = {
+            "records_scanned": records,
+            "checks_evaluated": len(failing) + len(passing),
+            "anomalies_identified": (1 if rolled_up else len(failing)) if failing else 0,
+        }
+        if problems:
+            metrics["check_errors"] = len(problems)
+        resolve = config.auto_resolve and not config.incremental and whole_table
+
+        def save() -> None:
+            if resolve:
+                metrics["anomalies_resolved"] = resolve_anomalies(container, passing, now=now)
+            if rolled_up:
+                Anomaly.objects.create(**_rollup(container, failing, specs, run_id=ctx.run_id))
+            else:
+                Anomaly.objects.bulk_create(
+                    Anomaly(
+                        container=container,
+                        check_rule=check,
+                        run_id=ctx.run_id,
+                        failed_count=count,
+                        examples=examples.get(check.pk, []),
+                        description=describe(specs[check.pk])[:255],
+                    )
+                    for check, count in failing
+                )
+            if high_water and evaluation.high_water_mark is not None:
+                Container.objects.filter(pk=container.pk).update(
+                    high_water_mark=evaluation.high_water_mark
+                )
+            for problem in problems:
+                ctx.log(problem, level=LogLevel.WARNING, container=unit.name)
+            ctx.log(_summary(metrics, rolled_up=rolled_up), container=unit.name)
+            ctx.add_metrics({"tables_scanned": 1})
+
+        return UnitResult(metrics, save=save)
+
+
+def _spec(check: Check) -> CheckSpec:
+    return CheckSpec(
+        key=str(check.pk), type=check.type, field=check.field_name or None, params=check.params
+    )
+
+
+def _rollup(
+    container: Container,
+    failing: list[tuple[Check, int]],
+    specs: dict[int, CheckSpec],
+    *,
+    run_id: int,
+) -> dict[str, Any]:
+    entries = [
+        {
+            "check_id": check.pk,
+            "check": describe(specs[check.pk]),
+            "type": check.type,
+            "field": check.field_name,
+            "failed_count": count,
+        }
+        for check, count in failing
+    ]
+    return {
+        "container": container,
+        "check_rule": None,
+        "run_id": run_id,
+        "failed_count": sum(count for _, count in failing),
+        "examples": entries,
+        "description": f"{len(failing)} checks failed on {container.name} (rolled up)"[:255],
+    }
+
+
+def resolve_anomalies(container: Container, passing: set[int], *, now) -> int:
+    """Resolve the container's open anomalies whose checks all passed; return how many."""
+    open_anomalies = Anomaly.objects.filter(container=container, status__in=_OPEN_STATUSES)
+    ids = set(open_anomalies.filter(check_rule_id__in=passing).values_list("pk", flat=True))
+    for anomaly in open_anomalies.filter(check_rule=None).only("pk", "examples"):
+        summarised = {
+            entry["check_id"]
+            for entry in anomaly.examples
+            if isinstance(entry, dict) and set(entry) == ROLLUP_ENTRY_KEYS
+        }
+        if summarised and summarised <= passing:
+            ids.add(anomaly.pk)
+    if not ids:
+        return 0
+    return Anomaly.objects.filter(pk__in=ids, status__in=_OPEN_STATUSES).update(
+        status=AnomalyStatus.RESOLVED, resolved_at=now
+    )
+
+
+def _summary(metrics: dict[str, Any], *, rolled_up: bool) -> str:
+    text = (
+        f"Scanned {metrics['records_scanned']} records with {metrics['checks_evaluated']} "
+        f"checks: {metrics['anomalies_identified']} anomalies"
+    )
+    if rolled_up:
+        text += " (failing checks rolled up into one)"
+    if metrics.get("anomalies_resolved"):
+        text += f", {metrics['anomalies_resolved']} resolved"
+    return text + "."

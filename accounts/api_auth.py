@@ -1,0 +1,45 @@
+"""Bearer-token authentication for the REST API.
+
+The API authenticates *only* with ``Authorization: Bearer <token>``: a browser's session cookie
+never authenticates an API call, so the API needs no CSRF protection (a cross-site page cannot
+make the browser attach a bearer token).
+"""
+
+from datetime import timedelta
+
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja.security import HttpBearer
+
+from accounts.models import ApiToken, User
+
+# Writing last_used_at on every call would turn each read into a write (and, on SQLite, a
+# database-wide write lock); a minute's precision is plenty for "is this token still used?".
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def user_for_key(key: str) -> User | None:
+    """The active user a clear-text API key belongs to, or None."""
+    if not key or len(key) > 200:
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=ApiToken.hash_key(key))
+        .first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or token.last_used_at < now - LAST_USED_PRECISION:
+        # Conditional, so concurrent calls with the same token write at most once a minute.
+        ApiToken.objects.filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_PRECISION),
+            pk=token.pk,
+        ).update(last_used_at=now)
+    return token.user
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> User | None:
+        return user_for_key(token.strip())

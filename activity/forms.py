@@ -1,0 +1,211 @@
+"""Forms of the Activity filters and of the Launch page.
+
+The Launch form is built from the operation's pydantic ``Config``: the config model stays the
+one definition of an operation's options, the form only chooses a widget per field type.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any, Literal
+
+from django import forms
+from pydantic.fields import FieldInfo
+
+from datastores.models import Datastore
+from runs.models import ActorKind, Operation, RunStatus
+
+from .selectors import RunFilters
+
+
+class ActivityFilterForm(forms.Form):
+    datastore = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    operation = forms.ChoiceField(
+        required=False, choices=[("", "Any operation"), *Operation.choices]
+    )
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices])
+    trigger = forms.ChoiceField(
+        required=False, label="Triggered by", choices=[("", "Anyone"), *ActorKind.choices]
+    )
+    by = forms.CharField(
+        required=False, max_length=150, label="User or schedule",
+        widget=forms.TextInput(attrs={"placeholder": "name", "size": 10}),
+    )
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    run = forms.IntegerField(
+        required=False, min_value=1, max_value=2**62, label="Run id",
+        widget=forms.NumberInput(attrs={"placeholder": "#", "class": "narrow"}),
+    )
+
+    def __init__(self, data, *, datastores):
+        super().__init__(data)
+        self.fields["datastore"].choices = [("", "All datastores")] + [
+            (str(d.pk), d.name) for d in datastores
+        ]
+
+    def filters(self) -> RunFilters:
+        """The valid filters; an invalid value is reported on the form and ignored."""
+        self.is_valid()
+        data = {name: self.cleaned_data.get(name) for name in self.fields}
+        return RunFilters(
+            datastore=data["datastore"],
+            operation=data["operation"] or "",
+            status=data["status"] or "",
+            trigger=data["trigger"] or "",
+            triggered_by=(data["by"] or "").strip(),
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+            run_id=data["run"],
+        )
+
+
+# -- launch ------------------------------------------------------------------------------------
+def _unwrap_optional(annotation) -> tuple[Any, bool]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(args) < len(typing.get_args(annotation)):
+            return args[0], True
+    return annotation, False
+
+
+def _bounds(info: FieldInfo) -> dict[str, Any]:
+    bounds: dict[str, Any] = {}
+    for item in info.metadata:
+        if getattr(item, "ge", None) is not None:
+            bounds["min_value"] = item.ge
+        if getattr(item, "gt", None) is not None:
+            bounds["min_value"] = item.gt + 1
+        if getattr(item, "le", None) is not None:
+            bounds["max_value"] = item.le
+        if getattr(item, "lt", None) is not None:
+            bounds["max_value"] = item.lt - 1
+    return bounds
+
+
+def _default(info: FieldInfo):
+    if info.default_factory is not None:
+        return info.default_factory()
+    return None if info.is_required() else info.default
+
+
+class LaunchForm(forms.Form):
+    """One form field per Config field; ``config()`` gives the dict for ``run_launch``."""
+
+    def __init__(self, data=None, *, operation: str, config_model, datastore: Datastore,
+                 containers: list[str], destinations: list[Datastore]):
+        super().__init__(data)
+        self.operation = operation
+        self.datastore = datastore
+        self._kinds: dict[str, str] = {}
+        if operation == Operation.PROMOTE:
+            self.fields["destination_datastore"] = forms.ModelChoiceField(
+                queryset=Datastore.objects.filter(pk__in=[d.pk for d in destinations]),
+                label="Destination datastore",
+                help_text="Checks are copied to a container of this datastore.",
+            )
+        for name, info in config_model.model_fields.items():
+            self.fields[name] = self._field(name, info, containers)
+
+    def _field(self, name: str, info: FieldInfo, containers: list[str]) -> forms.Field:
+        annotation, optional = _unwrap_optional(info.annotation)
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        default = _default(info)
+        common = {
+            "label": name.replace("_", " ").capitalize(),
+            "help_text": info.description or "",
+            "required": False,
+        }
+        container_choices = [(c, c) for c in containers]
+        if annotation is bool:
+            self._kinds[name] = "bool"
+            return forms.BooleanField(initial=bool(default), **common)
+        if annotation is int:
+            self._kinds[name] = "int"
+            return forms.IntegerField(initial=default, **_bounds(info), **common)
+        if annotation is float:
+            self._kinds[name] = "float"
+            return forms.FloatField(initial=default, **_bounds(info), **common)
+        if origin is Literal:
+            self._kinds[name] = "choice"
+            choices = [(str(a), str(a)) for a in args]
+            if optional:
+                choices = [("", "—"), *choices]
+            return forms.ChoiceField(choices=choices, initial=default, **common)
+        if origin is list and args and typing.get_origin(args[0]) is Literal:
+            self._kinds[name] = "multi"
+            return forms.MultipleChoiceField(
+                choices=[(str(a), str(a)) for a in typing.get_args(args[0])],
+                initial=default, widget=forms.CheckboxSelectMultiple, **common,
+            )
+        if origin is list and name == "containers":
+            self._kinds[name] = "containers"
+            common["help_text"] = common["help_text"] or "Leave empty for every container."
+            return forms.MultipleChoiceField(
+                choices=container_choices, initial=default or [],
+                widget=forms.SelectMultiple(attrs={"size": min(10, max(4, len(containers)))}),
+                **common,
+            )
+        if annotation is str and name == "source_container":
+            self._kinds[name] = "str"
+            return forms.ChoiceField(choices=[("", "—"), *container_choices], **common)
+        if annotation is str:
+            self._kinds[name] = "str"
+            return forms.CharField(initial=default, **common)
+        if origin is list and args and args[0] is int:
+            self._kinds[name] = "int_list"
+            common["help_text"] = common["help_text"] or "Comma-separated ids; empty for all."
+            return forms.CharField(**common)
+        # Anything richer is entered as JSON; the Config model validates it.
+        self._kinds[name] = "json"
+        return forms.CharField(
+            initial=json.dumps(default) if default is not None else "",
+            widget=forms.Textarea(attrs={"rows": 2}), **common,
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The config dict: fields left empty are omitted so the operation's defaults apply."""
+        config: dict[str, Any] = {}
+        for name, kind in self._kinds.items():
+            value = self.cleaned_data.get(name)
+            if kind == "bool":
+                config[name] = bool(value)
+            elif kind in ("multi", "containers"):
+                if value:
+                    config[name] = list(value)
+            elif kind == "int_list":
+                if value and value.strip():
+                    parts = [p.strip() for p in value.split(",") if p.strip()]
+                    if not all(p.isdigit() for p in parts):
+                        self.add_error(name, "Enter ids separated by commas.")
+                    else:
+                        config[name] = [int(p) for p in parts]
+            elif kind == "json":
+                if value and value.strip():
+                    try:
+                        config[name] = json.loads(value)
+                    except ValueError:
+                        self.add_error(name, "Enter valid JSON.")
+            elif value not in (None, ""):
+                config[name] = value
+        return config
+
+    def add_config_errors(self, errors: dict[str, list[str]], detail: str) -> None:
+        """Show InvalidConfig errors next to their field (``containers.0`` -> containers)."""
+        placed = False
+        for key, messages in errors.items():
+            field = key.split(".")[0]
+            if field == "destination" and "destination_datastore" in self.fields:
+                field = "destination_datastore"
+            target = field if field in self.fields else None
+            for message in messages:
+                self.add_error(target, message)
+            placed = True
+        if not placed:
+            self.add_error(None, detail)

@@ -1,0 +1,262 @@
+"""Reads for the web pages. Each function issues a fixed number of queries, whatever the rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from itertools import groupby
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.http import Http404
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.permissions import datastore_level, datastore_levels
+from datastores.models import Datastore
+from runs.models import ActorKind, Run, RunContainer, RunLogEntry
+from runs.policy import available_actions, level_allows
+
+PAGE_SIZE = 25
+HEATMAP_WEEKS = 12
+LOG_TAIL_LINES = 20
+LOG_PAGE_LINES = 500
+
+
+# -- runs --------------------------------------------------------------------------------------
+def runs_for(user: User) -> QuerySet[Run]:
+    # destination_datastore is named on Promote rows; joining it keeps rows free of lazy loads.
+    return Run.objects.visible_to(user).for_list().select_related("destination_datastore")
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    datastore: int | None = None
+    operation: str = ""
+    status: str = ""
+    trigger: str = ""  # user / schedule / system
+    triggered_by: str = ""  # user name or schedule name
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    run_id: int | None = None
+
+    def apply(self, runs: QuerySet[Run], *, dates: bool = True) -> QuerySet[Run]:
+        if self.run_id is not None:
+            runs = runs.filter(pk=self.run_id)
+        if self.datastore is not None:
+            runs = runs.filter(datastore_id=self.datastore)
+        if self.operation:
+            runs = runs.filter(operation=self.operation)
+        if self.status:
+            runs = runs.filter(status=self.status)
+        if self.trigger:
+            runs = runs.filter(triggered_by_kind=self.trigger)
+        if self.triggered_by:
+            name = self.triggered_by
+            runs = runs.filter(
+                Q(triggered_by_user__username__icontains=name)
+                | Q(triggered_by_user__first_name__icontains=name)
+                | Q(triggered_by_user__last_name__icontains=name)
+                | Q(triggered_by_kind=ActorKind.SCHEDULE, schedule__name__icontains=name)
+            )
+        if dates:
+            if self.date_from:
+                runs = runs.filter(created_at__gte=_day_start(self.date_from))
+            if self.date_to:
+                runs = runs.filter(created_at__lt=_day_start(self.date_to + dt.timedelta(days=1)))
+        return runs
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+@dataclass
+class RunPage:
+    runs: list[Run]
+    next_before: int | None  # ?before= of the next (older) page, None on the last page
+
+
+def run_page(user: User, filters: RunFilters, *, before: int | None) -> RunPage:
+    """Newest first, keyset-paginated on id: one query, no OFFSET, no COUNT."""
+    runs = filters.apply(runs_for(user))
+    if before is not None:
+        runs = runs.filter(pk__lt=before)
+    rows = list(runs.order_by("-id")[: PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return RunPage(rows, rows[-1].pk if more else None)
+
+
+def attach_actions(user: User, runs: list[Run]) -> None:
+    """Set ``run.actions`` on every row from ONE permission query for the whole page."""
+    levels = datastore_levels(user, {run.datastore_id for run in runs}) if runs else {}
+    for run in runs:
+        run.actions = available_actions(run, levels.get(run.datastore_id))
+
+
+def visible_run(user: User, run_id: int, *, detail: bool = False) -> Run:
+    """The Run, or 404 when it does not exist or the user cannot see its datastore."""
+    runs = runs_for(user)
+    if detail:
+        # Unconstrained references: a deleted original joins as None, the page says so.
+        runs = runs.select_related("resumed_from", "rerun_of")
+    run = runs.filter(pk=run_id).first()
+    if run is None:
+        raise Http404("Run not found.")
+    return run
+
+
+def with_actions(user: User, run: Run) -> Run:
+    level = datastore_level(user, run.datastore_id)
+    run.level = level
+    run.actions = available_actions(run, level)
+    return run
+
+
+def later_runs(run: Run) -> list[Run]:
+    """Runs that resumed or reran this one (links forward in the timeline)."""
+    return list(
+        Run.objects.filter(Q(resumed_from_id=run.pk) | Q(rerun_of_id=run.pk))
+        .only("id", "status", "resumed_from_id", "rerun_of_id", "created_at")
+        .order_by("id")
+    )
+
+
+# -- live state --------------------------------------------------------------------------------
+LIVE_FIELDS = ("status", "progress_done", "progress_total", "log_lines", "abort_requested_at")
+
+
+def state_version(row) -> str:
+    """What the pages show that changes while a Run works, as one short comparable string.
+
+    ``row`` is a Run or a ``values()`` dict of LIVE_FIELDS. Durations tick client-side, so
+    they are not part of it.
+    """
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    total = get("progress_total")
+    return ":".join(
+        [
+            str(get("status")),
+            str(get("progress_done")),
+            "" if total is None else str(total),
+            str(get("log_lines")),
+            "1" if get("abort_requested_at") else "0",
+        ]
+    )
+
+
+def live_state(user: User, run_id: int) -> dict | None:
+    """The Run's live fields in one indexed query (visibility is a subquery of the same SQL)."""
+    return Run.objects.visible_to(user).filter(pk=run_id).values(*LIVE_FIELDS).first()
+
+
+# -- logs --------------------------------------------------------------------------------------
+def log_after(run_id: int, after: int, *, limit: int = LOG_PAGE_LINES) -> list[RunLogEntry]:
+    return list(RunLogEntry.objects.filter(run_id=run_id, id__gt=after).order_by("id")[:limit])
+
+
+def log_tail(run_id: int, *, lines: int = LOG_TAIL_LINES, run_level: bool = False):
+    entries = RunLogEntry.objects.filter(run_id=run_id)
+    if run_level:
+        entries = entries.filter(container="")
+    return list(reversed(entries.order_by("-id")[:lines]))
+
+
+def log_text(run_id: int, *, chunk: int = 1000):
+    """The whole log as text lines, read in id-ordered chunks so memory stays flat."""
+    cursor = 0
+    while True:
+        rows = list(
+            RunLogEntry.objects.filter(run_id=run_id, id__gt=cursor)
+            .order_by("id")
+            .values_list("id", "created_at", "level", "container", "message")[:chunk]
+        )
+        if not rows:
+            return
+        for _id, created, level, container, message in rows:
+            where = f" [{container}]" if container else ""
+            yield f"{created.isoformat()} {level.upper():<7}{where} {message}\n"
+        cursor = rows[-1][0]
+
+
+# -- per-container results ---------------------------------------------------------------------
+def unit_results(run: Run) -> list[RunContainer]:
+    """Per-container rows with their own log lines attached as ``unit.log`` (two queries)."""
+    units = list(RunContainer.objects.filter(run_id=run.pk).order_by("position"))
+    if not units:
+        return units
+    lines = (
+        RunLogEntry.objects.filter(run_id=run.pk)
+        .exclude(container="")
+        .order_by("container", "id")
+    )
+    by_container = {name: list(group) for name, group in groupby(lines, lambda e: e.container)}
+    for unit in units:
+        unit.log = by_container.get(unit.name, [])
+    return units
+
+
+# -- heatmap -----------------------------------------------------------------------------------
+@dataclass
+class HeatDay:
+    day: dt.date
+    count: int
+    level: int  # 0..4, for the colour scale
+    in_future: bool
+
+
+def heatmap(user: User, filters: RunFilters, *, today: dt.date | None = None):
+    """Runs per day over the last HEATMAP_WEEKS weeks, one GROUP BY, as week columns."""
+    today = today or timezone.now().date()
+    # Columns are Monday..Sunday weeks; the last column holds today.
+    first = today - dt.timedelta(days=today.weekday() + 7 * (HEATMAP_WEEKS - 1))
+    runs = filters.apply(Run.objects.visible_to(user), dates=False)
+    counts = {
+        row["day"]: row["n"]
+        for row in runs.filter(created_at__gte=_day_start(first))
+        .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+        .values("day")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    peak = max(counts.values(), default=0)
+    weeks = []
+    for w in range(HEATMAP_WEEKS):
+        week = []
+        for d in range(7):
+            day = first + dt.timedelta(days=7 * w + d)
+            n = counts.get(day, 0)
+            level = 0 if n == 0 else min(4, 1 + (4 * n - 1) // max(peak, 1))
+            week.append(HeatDay(day, n, level, day > today))
+        weeks.append(week)
+    return {"weeks": weeks, "first": first, "today": today, "total": sum(counts.values())}
+
+
+# -- datastores --------------------------------------------------------------------------------
+def visible_datastores(user: User) -> QuerySet[Datastore]:
+    from accounts.permissions import visible_datastore_ids
+
+    ids = visible_datastore_ids(user)
+    stores = Datastore.objects.all() if ids is None else Datastore.objects.filter(pk__in=ids)
+    return stores.order_by("name")
+
+
+def datastore_cards(user: User) -> list[Datastore]:
+    """Visible datastores with container count, Run count and the viewer's level."""
+    stores = list(
+        visible_datastores(user).annotate(
+            containers_count=Count("containers", distinct=True),
+        )
+    )
+    levels = datastore_levels(user, [s.pk for s in stores]) if stores else {}
+    for store in stores:
+        store.level = levels.get(store.pk)
+        store.can_launch = level_allows(store.level)
+    return stores
+
+
+def editable_datastores(user: User) -> list[Datastore]:
+    stores = list(visible_datastores(user))
+    levels = datastore_levels(user, [s.pk for s in stores]) if stores else {}
+    return [s for s in stores if level_allows(levels.get(s.pk))]

@@ -1,0 +1,372 @@
+"""Activity page benchmark (DESIGN §5): server time with 10^6 Runs in PostgreSQL.
+
+    .venv/bin/python bench/activity.py --runs 1000000      # or: make bench-activity
+
+1. Recreates the database ``assay_bench`` (drop + create), migrates it, and seeds users, teams,
+   datastores, schedules and ``--runs`` Runs with server-side SQL (see bench/seed.py), then
+   VACUUM ANALYZE. ``--reuse`` skips this when the database already holds that many Runs.
+2. Calls the views in-process with Django's test client (server time, no network), logged in
+   as an admin and as an editor who sees only some datastores: warm-up, then ``--requests``
+   timed requests per scenario (first page, filtered pages, a deep page, an unchanged poll).
+3. Captures each scenario's SQL and runs ``EXPLAIN (ANALYZE, BUFFERS)`` on every SELECT,
+   flagging any sequential scan of runs_run. Writes a Markdown report (``--report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATASTORES = 20
+# The editor's teams hold these datastore positions (0 = busiest): a busy one, a middling one
+# and a quiet one, so their Runs are a minority interleaved with everybody else's.
+EDITOR_DATASTORES = (2, 9, 17)
+PLAN_LINES = 14
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1_000_000, help="Runs to seed")
+    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432",
+                        help="PostgreSQL server URL (without database)")
+    parser.add_argument("--database", default="assay_bench", help="database to (re)create")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per scenario")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per scenario")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the database if it already holds --runs Runs")
+    parser.add_argument("--report", type=Path, default=ROOT / "var" / "bench" / "activity.md",
+                        help="where to write the Markdown report")
+    args = parser.parse_args(argv)
+    if args.runs < 10_000:
+        parser.error("--runs must be at least 10000 (deep pages need depth)")
+    return args
+
+
+# -- database ----------------------------------------------------------------------------------
+def recreate_database(server: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", [name]
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v0"], cwd=ROOT, env=env, check=True
+    )
+
+
+def seeded_runs() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM runs_run")
+        return cursor.fetchone()[0]
+
+
+def seed(runs: int) -> None:
+    from django.db import connection, transaction
+
+    from accounts.models import Level, Role, Team, User
+    from bench.seed import Population, seed_runs
+    from datastores.models import Datastore
+    from runs.models import Schedule
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        admin = User.objects.create(username="bench-admin", role=Role.ADMIN, is_staff=True)
+        editor = User.objects.create(username="bench-editor", first_name="Edie", last_name="Tor")
+        users = [admin, editor] + User.objects.bulk_create(
+            User(username=f"analyst{i:02d}", first_name=f"Analyst {i}", password="!")
+            for i in range(30)
+        )
+        datastores = Datastore.objects.bulk_create(
+            Datastore(name=f"warehouse-{i:02d}", source_url=f"postgresql://db{i}/warehouse")
+            for i in range(DATASTORES)
+        )
+        schedules = Schedule.objects.bulk_create(
+            Schedule(name=f"Nightly scan {d.name}", datastore=d, operation="scan",
+                     cron="0 2 * * *", created_by=admin)
+            for d in datastores
+        )
+        editors = Team.objects.create(name="Bench editors", level=Level.EDITOR)
+        editors.members.add(editor)
+        editors.datastores.add(*(datastores[i] for i in EDITOR_DATASTORES))
+        # Other teams exist too: the permission subquery must not depend on there being one.
+        for t in range(4):
+            team = Team.objects.create(name=f"Analysts {t}", level=Level.VIEWER)
+            team.members.add(*users[2 + t * 7: 9 + t * 7])
+            team.datastores.add(*datastores[t * 5: t * 5 + 5])
+
+        population = Population(
+            datastore_ids=[d.pk for d in datastores],
+            schedule_ids=[s.pk for s in schedules],
+            user_ids=[u.pk for u in users],
+        )
+        with connection.cursor() as cursor:
+            seed_runs(
+                cursor, population=population, runs=runs,
+                progress=lambda n: print(f"  {n:>9,} Runs", flush=True),
+            )
+    print(f"Seeded {runs:,} Runs in {time.perf_counter() - started:.0f} s; VACUUM ANALYZE...")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+
+
+# -- measuring ---------------------------------------------------------------------------------
+@dataclass
+class Scenario:
+    name: str
+    user: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    expect: int = 200
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    p50_ms: float
+    p95_ms: float
+    status: int
+    size: int
+    queries: list[str]
+    plans: list[dict]
+
+
+def scenarios() -> list[Scenario]:
+    from django.urls import reverse
+
+    from datastores.models import Datastore
+    from runs.models import Run
+
+    busy = Datastore.objects.get(name="warehouse-00")
+    quiet = Datastore.objects.get(name=f"warehouse-{EDITOR_DATASTORES[-1]:02d}")
+    newest = Run.objects.order_by("-id").values_list("id", flat=True).first()
+    deep = newest - int(newest * 0.9)
+    listing = reverse("activity:list")
+    out = []
+    for user in ("bench-admin", "bench-editor"):
+        ds = busy if user == "bench-admin" else quiet
+        out += [
+            Scenario("first page", user, listing),
+            Scenario("status=failure&operation=scan", user,
+                     f"{listing}?status=failure&operation=scan"),
+            Scenario(f"datastore={ds.name}", user, f"{listing}?datastore={ds.pk}"),
+            Scenario(f"deep page (before={deep})", user, f"{listing}?before={deep}"),
+        ]
+    out += poll_scenarios()
+    return out
+
+
+def poll_scenarios() -> list[Scenario]:
+    """An unchanged poll of a running Run the user may see, as the page's htmx trigger sends it."""
+    from django.urls import NoReverseMatch, reverse
+
+    from accounts.models import User
+    from runs.models import Run, RunStatus
+
+    out = []
+    for username in ("bench-admin", "bench-editor"):
+        user = User.objects.get(username=username)
+        run = Run.objects.visible_to(user).filter(status=RunStatus.RUNNING).first()
+        if run is None:
+            raise SystemExit(f"no running Run visible to {username}: reseed")
+        try:
+            url = reverse("activity:run_poll", args=[run.pk])
+        except NoReverseMatch:
+            print("No poll endpoint yet (activity:run_poll): poll not measured.", flush=True)
+            return []
+        out.append(Scenario("unchanged poll", username, url, expect=204))
+    return out
+
+
+def explain(sql: str) -> dict:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
+        plan = cursor.fetchone()[0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        text = [row[0] for row in cursor.fetchall()]
+    nodes = list(_walk(plan[0]["Plan"]))
+    return {
+        "sql": sql,
+        "text": text,
+        "seq_scans": sorted({n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"}),
+        "indexes": sorted({n["Index Name"] for n in nodes if "Index Name" in n}),
+        "touches_runs": any(n.get("Relation Name") == "runs_run" for n in nodes),
+        "execution_ms": plan[0]["Execution Time"],
+    }
+
+
+def _walk(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _walk(child)
+
+
+def measure(scenario: Scenario, *, requests: int, warmup: int) -> Result:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import User
+
+    client = Client()
+    client.force_login(User.objects.get(username=scenario.user))
+    for _ in range(warmup):
+        response = client.get(scenario.url, headers=scenario.headers)
+        if response.status_code != scenario.expect:
+            raise SystemExit(
+                f"{scenario.name} as {scenario.user}: HTTP {response.status_code}, "
+                f"expected {scenario.expect}: {response.content[:300]!r}"
+            )
+    timings = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = client.get(scenario.url, headers=scenario.headers)
+        timings.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(scenario.url, headers=scenario.headers)
+    queries = [q["sql"] for q in captured.captured_queries]
+    plans = [explain(sql) for sql in queries if sql.lstrip().upper().startswith("SELECT")]
+    cuts = statistics.quantiles(timings, n=100, method="inclusive")
+    return Result(scenario, cuts[49], cuts[94], response.status_code, len(response.content),
+                  queries, plans)
+
+
+# -- report ------------------------------------------------------------------------------------
+def machine() -> str:
+    from django.db import connection
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor() or "unknown CPU",
+    )
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('runs_run'))")
+        size = cursor.fetchone()[0]
+    return (f"{os.cpu_count()} vCPU ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
+            f"PostgreSQL {pg} (runs_run with indexes: {size}), Python {platform.python_version()}")
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    lines = [
+        f"Measured {dt.date.today().isoformat()} with "
+        f"`.venv/bin/python bench/activity.py --runs {args.runs}` "
+        f"({args.warmup} warm-up + {args.requests} timed requests per scenario).",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "| Scenario | User | p50 ms | p95 ms | HTTP | Bytes | Queries | runs_run indexes | "
+        "Seq Scan on runs_run |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        run_plans = [p for p in r.plans if p["touches_runs"]]
+        indexes = sorted({i for p in run_plans for i in p["indexes"]})
+        seq = any("runs_run" in p["seq_scans"] for p in r.plans)
+        lines.append(
+            f"| {r.scenario.name} | {r.scenario.user} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | "
+            f"{r.status} | {r.size} | {len(r.queries)} | {', '.join(indexes) or '-'} | "
+            f"{'**yes**' if seq else 'no'} |"
+        )
+    lines += ["", "Plans of the queries reading runs_run (`EXPLAIN (ANALYZE, BUFFERS)`, trimmed):"]
+    for r in results:
+        for p in (p for p in r.plans if p["touches_runs"]):
+            lines += [
+                "",
+                f"{r.scenario.name} as {r.scenario.user} ({p['execution_ms']:.2f} ms):",
+                "",
+                "```sql",
+                _short_sql(p["sql"]),
+                "```",
+                "```",
+                *p["text"][:PLAN_LINES],
+                *(["..."] if len(p["text"]) > PLAN_LINES else []),
+                "```",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _short_sql(sql: str, limit: int = 600) -> str:
+    return sql if len(sql) <= limit else sql[:limit] + " …"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    db_url = f"{args.server}/{args.database}"
+    var_dir = ROOT / "var" / "bench"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "assay.settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "0",
+        "ASSAY_VAR_DIR": str(var_dir),
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "assay-bench-not-a-secret"),
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+
+    import django
+
+    django.setup()
+    if not (args.reuse and _existing_runs() == args.runs):
+        print(f"Recreating {args.database} and migrating...", flush=True)
+        from django.db import connections
+
+        connections.close_all()
+        recreate_database(args.server, args.database)
+        migrate(env)
+        seed(args.runs)
+
+    results = []
+    for scenario in scenarios():
+        result = measure(scenario, requests=args.requests, warmup=args.warmup)
+        results.append(result)
+        print(f"{scenario.name:<40} {scenario.user:<13} p50 {result.p50_ms:7.2f} ms  "
+              f"p95 {result.p95_ms:7.2f} ms  {len(result.queries)} queries", flush=True)
+    text = report(results, args)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(f"Report: {args.report}")
+    bad = [r for r in results if any("runs_run" in p["seq_scans"] for p in r.plans)]
+    for r in bad:
+        print(f"Seq Scan on runs_run: {r.scenario.name} as {r.scenario.user}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _existing_runs() -> int:
+    from django.db import OperationalError, ProgrammingError
+
+    try:
+        return seeded_runs()
+    except (OperationalError, ProgrammingError):  # no database yet, or not migrated
+        return -1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
