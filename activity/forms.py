@@ -75,9 +75,16 @@ def _unwrap_optional(annotation) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _bounds(info: FieldInfo) -> dict[str, Any]:
+def _unwrap_annotated(annotation) -> tuple[Any, list]:
+    """``PositiveInt`` is ``Annotated[int, Gt(0)]``: the base type, and its constraints."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0], list(annotation.__metadata__)
+    return annotation, []
+
+
+def _bounds(metadata: list) -> dict[str, Any]:
     bounds: dict[str, Any] = {}
-    for item in info.metadata:
+    for item in metadata:
         if getattr(item, "ge", None) is not None:
             bounds["min_value"] = item.ge
         if getattr(item, "gt", None) is not None:
@@ -115,6 +122,8 @@ class LaunchForm(forms.Form):
 
     def _field(self, name: str, info: FieldInfo, containers: list[str]) -> forms.Field:
         annotation, optional = _unwrap_optional(info.annotation)
+        annotation, constraints = _unwrap_annotated(annotation)
+        constraints += info.metadata
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
         default = _default(info)
         common = {
@@ -128,10 +137,10 @@ class LaunchForm(forms.Form):
             return forms.BooleanField(initial=bool(default), **common)
         if annotation is int:
             self._kinds[name] = "int"
-            return forms.IntegerField(initial=default, **_bounds(info), **common)
+            return forms.IntegerField(initial=default, **_bounds(constraints), **common)
         if annotation is float:
             self._kinds[name] = "float"
-            return forms.FloatField(initial=default, **_bounds(info), **common)
+            return forms.FloatField(initial=default, **_bounds(constraints), **common)
         if origin is Literal:
             self._kinds[name] = "choice"
             choices = [(str(a), str(a)) for a in args]
@@ -155,6 +164,12 @@ class LaunchForm(forms.Form):
         if annotation is str and name == "source_container":
             self._kinds[name] = "str"
             return forms.ChoiceField(choices=[("", "—"), *container_choices], **common)
+        if annotation is str and name == "destination_container":
+            self._kinds[name] = "str"
+            common["help_text"] = common["help_text"] or "A container of the destination datastore."
+            return forms.CharField(
+                widget=forms.TextInput(attrs={"list": "destination-containers"}), **common
+            )
         if annotation is str:
             self._kinds[name] = "str"
             return forms.CharField(initial=default, **common)
@@ -176,8 +191,11 @@ class LaunchForm(forms.Form):
             value = self.cleaned_data.get(name)
             if kind == "bool":
                 config[name] = bool(value)
-            elif kind in ("multi", "containers"):
-                if value:
+            elif kind == "multi":
+                # An empty choice is sent as such: the Config says whether that is allowed.
+                config[name] = list(value or [])
+            elif kind == "containers":
+                if value:  # none selected means every container
                     config[name] = list(value)
             elif kind == "int_list":
                 if value and value.strip():

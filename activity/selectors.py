@@ -12,8 +12,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.permissions import datastore_level, datastore_levels
-from datastores.models import Datastore
+from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
+from datastores.models import Container, Datastore
 from runs.models import ActorKind, Run, RunContainer, RunLogEntry
 from runs.policy import available_actions, level_allows
 
@@ -230,13 +230,12 @@ def heatmap(user: User, filters: RunFilters, *, today: dt.date | None = None):
             level = 0 if n == 0 else min(4, 1 + (4 * n - 1) // max(peak, 1))
             week.append(HeatDay(day, n, level, day > today))
         weeks.append(week)
-    return {"weeks": weeks, "first": first, "today": today, "total": sum(counts.values())}
+    selected = filters.date_from if filters.date_from == filters.date_to else None
+    return {"weeks": weeks, "total": sum(counts.values()), "selected": selected}
 
 
 # -- datastores --------------------------------------------------------------------------------
 def visible_datastores(user: User) -> QuerySet[Datastore]:
-    from accounts.permissions import visible_datastore_ids
-
     ids = visible_datastore_ids(user)
     stores = Datastore.objects.all() if ids is None else Datastore.objects.filter(pk__in=ids)
     return stores.order_by("name")
@@ -254,6 +253,17 @@ def datastore_cards(user: User) -> list[Datastore]:
         store.level = levels.get(store.pk)
         store.can_launch = level_allows(store.level)
     return stores
+
+
+def container_names(datastores: list[Datastore]) -> list[tuple[str, str]]:
+    """(datastore name, container name) pairs, to suggest destination containers."""
+    if not datastores:
+        return []
+    return list(
+        Container.objects.filter(datastore__in=datastores)
+        .order_by("datastore__name", "name")
+        .values_list("datastore__name", "name")
+    )
 
 
 def editable_datastores(user: User) -> list[Datastore]:

@@ -53,7 +53,8 @@ def activity_list(request, datastore_id: int | None = None):
         "runs": page.runs,
         "heatmap": selectors.heatmap(request.user, filters),
         "datastore": datastore,
-        "filtered": any(form.cleaned_data.get(f) for f in form.fields if f != "datastore"),
+        "filtered": any(v for k, v in form.cleaned_data.items()
+                        if not (datastore and k == "datastore")),
         "paged": "before" in request.GET,
         "next_url": request.get_full_path(),
     })
@@ -121,7 +122,7 @@ def run_live(request, run_id: int):
         return HttpResponse(status=NO_CHANGE)
     run = selectors.with_actions(request.user, selectors.visible_run(request.user, run_id,
                                                                      detail=True))
-    return render(request, "activity/run_detail.html#live", {
+    return render(request, "activity/run_detail.html#live-update", {
         "run": run, "units": selectors.unit_results(run), "next_url": _htmx_page(request),
     })
 
@@ -205,8 +206,9 @@ def run_action(request, run_id: int, action: str):
         return _go(request, back)
     if action == Action.DELETE:
         messages.success(request, f"Run #{run_id} deleted.")
-        list_url = reverse("activity:list")
-        return _go(request, back if back.split("?")[0] == list_url else list_url)
+        # Back to the list the button was on; never to the page of the Run just deleted.
+        gone = back.startswith(reverse("activity:run", args=[run_id]))
+        return _go(request, reverse("activity:list") if gone else back)
     if action in (Action.RESUME, Action.RERUN):
         verb = "Resumed" if action == Action.RESUME else "Reran"
         messages.success(request, f"{verb} Run #{run_id} as Run #{result.pk}.")
@@ -220,7 +222,7 @@ def run_action(request, run_id: int, action: str):
         run = selectors.with_actions(
             request.user, selectors.visible_run(request.user, run.pk, detail=True)
         )
-        return render(request, "activity/run_detail.html#live",
+        return render(request, "activity/run_detail.html#live-update",
                       {"run": run, "units": selectors.unit_results(run), "next_url": back})
     messages.success(request, f"Abort of Run #{run_id} requested.")
     return _go(request, back)
@@ -283,6 +285,7 @@ def launch(request, datastore_id: int, operation: str):
         "operation": Operation(operation),
         "form": form,
         "operations": LAUNCHABLE,
+        "destination_containers": selectors.container_names(destinations),
     }, status=status)
 
 

@@ -5,7 +5,8 @@ per-field messages when there are some), whatever raised it: a run service, ninj
 validation, an unparseable body or a failed authentication.
 """
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -51,15 +52,20 @@ def _service_error(request: HttpRequest, exc: RunServiceError) -> HttpResponse:
     return error_response(request, exc.status_code, exc.detail, exc.code, exc.errors)
 
 
+# Names of the view parameters that wrap a whole body or query schema (see the routers).
+WRAPPER_PARAMS = {"body", "filters"}
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     errors: dict[str, list[str]] = {}
     for err in exc.errors:
-        # loc is (source, parameter name, *path); the parameter name is an implementation
-        # detail, and the input value is never echoed back (it may hold a datastore password).
-        loc = [str(part) for part in err.get("loc", ())]
-        path = loc[2:] if len(loc) > 2 and loc[0] == "body" else loc[1:]
-        key = ".".join(path) or loc[0] if loc else "request"
+        # loc is (source, [wrapper parameter,] *path); the input value is never echoed back
+        # (it may hold a datastore password).
+        loc = [str(part) for part in err.get("loc", ())][1:]
+        if len(loc) > 1 and loc[0] in WRAPPER_PARAMS:
+            loc = loc[1:]
+        key = ".".join(loc) or "request"
         errors.setdefault(key, []).append(str(err.get("msg", "Invalid value.")))
     summary = "; ".join(f"{key}: {', '.join(msgs)}" for key, msgs in errors.items())
     return error_response(request, 422, f"Invalid input: {summary}", "invalid", errors)
@@ -80,9 +86,22 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error_response(request, exc.status_code, str(exc))
 
 
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return error_response(
+        request, 413, "Request body too large: send results in smaller parts.", "too_large"
+    )
+
+
 @api.exception_handler(Http404)
 def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return error_response(request, 404, "Not found.")
+
+
+def unknown_endpoint(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    return JsonResponse(
+        {"detail": f"No API endpoint at {request.path}.", "code": "not_found"}, status=404
+    )
 
 
 def _register_routers() -> None:

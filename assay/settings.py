@@ -213,6 +213,9 @@ RUN_REAPER_INTERVAL = env_float("RUN_REAPER_INTERVAL", 5.0)
 # How often the worker's watchdog polls the abort flag; bounds abort latency inside a unit.
 RUN_ABORT_POLL_INTERVAL = env_float("RUN_ABORT_POLL_INTERVAL", 0.25)
 RUN_LOG_MAX_LINES = int(os.environ.get("RUN_LOG_MAX_LINES", "5000"))
+# SQLite only: a worker pauses this long after each unit's commit so that other writers (a
+# user's Abort, web requests) get the single write lock between units instead of starving.
+RUN_SQLITE_WRITER_PAUSE = env_float("RUN_SQLITE_WRITER_PAUSE", 0.001)
 RUN_SCHEDULE_INTERVAL = env_float("RUN_SCHEDULE_INTERVAL", 30.0)
 
 CELERY_BEAT_SCHEDULE = {

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from assay.api import api
+from assay.api import api, unknown_endpoint
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="activity:list", permanent=False)),
@@ -13,5 +13,6 @@ urlpatterns = [
     path("datastores/", include("activity.datastore_urls")),
     path("teams/", include("accounts.urls")),
     path("api/v1/", api.urls),
+    re_path(r"^api/", unknown_endpoint),  # JSON, not the HTML 404 page, for API clients
     path("admin/", admin.site.urls),
 ]

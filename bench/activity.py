@@ -33,7 +33,6 @@ DATASTORES = 20
 # The editor's teams hold these datastore positions (0 = busiest): a busy one, a middling one
 # and a quiet one, so their Runs are a minority interleaved with everybody else's.
 EDITOR_DATASTORES = (2, 9, 17)
-PLAN_LINES = 14
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,7 +68,8 @@ def recreate_database(server: str, name: str) -> None:
 
 def migrate(env: dict[str, str]) -> None:
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v0"], cwd=ROOT, env=env, check=True
+        [sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v0"],
+        cwd=ROOT, env=env, check=True,
     )
 
 
@@ -145,6 +145,7 @@ class Result:
     scenario: Scenario
     p50_ms: float
     p95_ms: float
+    sql_ms: float
     status: int
     size: int
     queries: list[str]
@@ -162,6 +163,7 @@ def scenarios() -> list[Scenario]:
     newest = Run.objects.order_by("-id").values_list("id", flat=True).first()
     deep = newest - int(newest * 0.9)
     listing = reverse("activity:list")
+    old_day = (dt.date.today() - dt.timedelta(weeks=11)).isoformat()
     out = []
     for user in ("bench-admin", "bench-editor"):
         ds = busy if user == "bench-admin" else quiet
@@ -171,16 +173,22 @@ def scenarios() -> list[Scenario]:
                      f"{listing}?status=failure&operation=scan"),
             Scenario(f"datastore={ds.name}", user, f"{listing}?datastore={ds.pk}"),
             Scenario(f"deep page (before={deep})", user, f"{listing}?before={deep}"),
+            # Beyond the targets: a heatmap cell 11 weeks back, and a user-name filter.
+            Scenario(f"extra: one day ({old_day})", user,
+                     f"{listing}?date_from={old_day}&date_to={old_day}"),
+            Scenario("extra: by=analyst07", user, f"{listing}?by=analyst07"),
         ]
     out += poll_scenarios()
     return out
 
 
 def poll_scenarios() -> list[Scenario]:
-    """An unchanged poll of a running Run the user may see, as the page's htmx trigger sends it."""
-    from django.urls import NoReverseMatch, reverse
+    """Unchanged polls of a running Run the user may see, sent as the pages' htmx triggers do:
+    the Activity row (``?v=`` state version), the detail page's live region, its log tail."""
+    from django.urls import reverse
 
     from accounts.models import User
+    from activity.selectors import state_version
     from runs.models import Run, RunStatus
 
     out = []
@@ -189,12 +197,17 @@ def poll_scenarios() -> list[Scenario]:
         run = Run.objects.visible_to(user).filter(status=RunStatus.RUNNING).first()
         if run is None:
             raise SystemExit(f"no running Run visible to {username}: reseed")
-        try:
-            url = reverse("activity:run_poll", args=[run.pk])
-        except NoReverseMatch:
-            print("No poll endpoint yet (activity:run_poll): poll not measured.", flush=True)
-            return []
-        out.append(Scenario("unchanged poll", username, url, expect=204))
+        v = state_version(run)
+        htmx = {"HX-Request": "true"}
+        out += [
+            Scenario("unchanged poll: Activity row", username,
+                     f"{reverse('activity:run-line', args=[run.pk])}?v={v}", htmx, 204),
+            Scenario("unchanged poll: Run detail", username,
+                     f"{reverse('activity:run-live', args=[run.pk])}?v={v}", htmx, 204),
+            Scenario("unchanged poll: Run log", username,
+                     f"{reverse('activity:run-logs', args=[run.pk])}?after=0&n={run.log_lines}",
+                     htmx, 204),
+        ]
     return out
 
 
@@ -245,13 +258,17 @@ def measure(scenario: Scenario, *, requests: int, warmup: int) -> Result:
         started = time.perf_counter()
         response = client.get(scenario.url, headers=scenario.headers)
         timings.append((time.perf_counter() - started) * 1000)
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(scenario.url, headers=scenario.headers)
+    # Separately, how much of that is SQL (Django's own per-query timing, median of a few).
+    sql_ms = []
+    for _ in range(min(requests, 20)):
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(scenario.url, headers=scenario.headers)
+        sql_ms.append(sum(float(q["time"]) for q in captured.captured_queries) * 1000)
     queries = [q["sql"] for q in captured.captured_queries]
     plans = [explain(sql) for sql in queries if sql.lstrip().upper().startswith("SELECT")]
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
-    return Result(scenario, cuts[49], cuts[94], response.status_code, len(response.content),
-                  queries, plans)
+    return Result(scenario, cuts[49], cuts[94], statistics.median(sql_ms), response.status_code,
+                  len(response.content), queries, plans)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -267,23 +284,27 @@ def machine() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         pg = cursor.fetchone()[0]
+        cursor.execute("SHOW shared_buffers")
+        buffers = cursor.fetchone()[0]
         cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('runs_run'))")
         size = cursor.fetchone()[0]
     return (f"{os.cpu_count()} vCPU ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
-            f"PostgreSQL {pg} (runs_run with indexes: {size}), Python {platform.python_version()}")
+            f"PostgreSQL {pg} (shared_buffers {buffers}; runs_run with its indexes: {size}), "
+            f"Python {platform.python_version()}")
 
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
-        f"Measured {dt.date.today().isoformat()} with "
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with "
         f"`.venv/bin/python bench/activity.py --runs {args.runs}` "
         f"({args.warmup} warm-up + {args.requests} timed requests per scenario).",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}. Load average (1 min): {args.load_before:.1f} before the "
+        f"measurements, {os.getloadavg()[0]:.1f} after.",
         "",
-        "| Scenario | User | p50 ms | p95 ms | HTTP | Bytes | Queries | runs_run indexes | "
-        "Seq Scan on runs_run |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        "| Scenario | User | p50 ms | p95 ms | SQL ms | HTTP | Bytes | Queries | "
+        "runs_run indexes | Seq Scan on runs_run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         run_plans = [p for p in r.plans if p["touches_runs"]]
@@ -291,8 +312,8 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         seq = any("runs_run" in p["seq_scans"] for p in r.plans)
         lines.append(
             f"| {r.scenario.name} | {r.scenario.user} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | "
-            f"{r.status} | {r.size} | {len(r.queries)} | {', '.join(indexes) or '-'} | "
-            f"{'**yes**' if seq else 'no'} |"
+            f"{r.sql_ms:.1f} | {r.status} | {r.size} | {len(r.queries)} | "
+            f"{', '.join(indexes) or '-'} | {'**yes**' if seq else 'no'} |"
         )
     lines += ["", "Plans of the queries reading runs_run (`EXPLAIN (ANALYZE, BUFFERS)`, trimmed):"]
     for r in results:
@@ -305,15 +326,38 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
                 _short_sql(p["sql"]),
                 "```",
                 "```",
-                *p["text"][:PLAN_LINES],
-                *(["..."] if len(p["text"]) > PLAN_LINES else []),
+                *_key_lines(p["text"]),
                 "```",
             ]
     return "\n".join(lines) + "\n"
 
 
-def _short_sql(sql: str, limit: int = 600) -> str:
-    return sql if len(sql) <= limit else sql[:limit] + " …"
+def _short_sql(sql: str) -> str:
+    """The SQL with a long column list folded, so the FROM/WHERE/ORDER BY parts stay readable."""
+    head, sep, rest = sql.partition(" FROM ")
+    if sep and len(head) > 120:
+        head = f"SELECT … {head.count(',') + 1} columns …"
+    return head + sep + rest
+
+
+def _key_lines(plan: list[str]) -> list[str]:
+    """The plan trimmed to its root, sorts and aggregates, the nodes reading runs_run (with
+    their conditions and filters) and the timings: the select_related joins are left out."""
+    keep, inside = [], False
+    for i, line in enumerate(plan):
+        node = line.lstrip().startswith("->") or i == 0
+        if node:
+            inside = i == 0 or " on runs_run" in line or any(
+                kind in line for kind in ("Sort", "Aggregate", "Bitmap", "Gather", "Limit")
+            )
+        detail = line.strip().split(":")[0] in {
+            "Index Cond", "Filter", "Rows Removed by Filter", "Heap Fetches", "Sort Key",
+            "Recheck Cond", "Group Key",
+        }
+        timing = line.startswith(("Planning Time", "Execution Time"))
+        if (node and inside) or (inside and detail) or timing:
+            keep.append(line)
+    return keep
 
 
 def main(argv=None) -> int:
@@ -331,6 +375,7 @@ def main(argv=None) -> int:
     }
     os.environ.update(env)
 
+    var_dir.joinpath("static").mkdir(parents=True, exist_ok=True)  # whitenoise wants it
     import django
 
     django.setup()
@@ -343,12 +388,14 @@ def main(argv=None) -> int:
         migrate(env)
         seed(args.runs)
 
+    args.load_before = os.getloadavg()[0]
     results = []
     for scenario in scenarios():
         result = measure(scenario, requests=args.requests, warmup=args.warmup)
         results.append(result)
         print(f"{scenario.name:<40} {scenario.user:<13} p50 {result.p50_ms:7.2f} ms  "
-              f"p95 {result.p95_ms:7.2f} ms  {len(result.queries)} queries", flush=True)
+              f"p95 {result.p95_ms:7.2f} ms  SQL {result.sql_ms:6.2f} ms  "
+              f"{len(result.queries)} queries", flush=True)
     text = report(results, args)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)

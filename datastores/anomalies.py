@@ -1,4 +1,5 @@
-"""Recording anomalies: one per failing check, shared by Scan and External Scan."""
+"""Recording one anomaly per failing check, in the shape Scan stores them (runs/operations/scan.py):
+the check, its failed count, example records, and the check described as the description."""
 
 from typing import Any
 
@@ -23,5 +24,5 @@ def record_anomaly(
         run_id=run_id,
         failed_count=failed_count,
         examples=examples,
-        description=f"{describe(check_spec(check))}: {failed_count} failed"[:255],
+        description=describe(check_spec(check))[:255],
     )

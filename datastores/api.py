@@ -8,11 +8,11 @@ from typing import Any
 
 from django.db.models import Prefetch
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from accounts.models import Level
 from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
-from assay.api_common import ERRORS, Id, PathId, Strict
+from assay.api_common import ERRORS, BodyId, PathId, Strict
 from datastores.anomalies import check_spec
 from datastores.models import Check, CheckStatus, Container, Datastore
 from datastores.quality import describe
@@ -41,7 +41,7 @@ class DatastoreIn(Strict):
     source_url: str = Field(min_length=1, max_length=2000, description="SQLAlchemy URL")
     enrichment_url: str = Field("", max_length=2000)
     enrichment_prefix: str = Field("assay", max_length=40)
-    teams: list[Id] = Field(default_factory=list, max_length=100, description="Team ids")
+    teams: list[BodyId] = Field(default_factory=list, max_length=100, description="Team ids")
 
 
 class FieldOut(Schema):
@@ -110,7 +110,7 @@ def create_datastore(request: HttpRequest, body: DatastoreIn):
         enrichment_prefix=body.enrichment_prefix,
         team_ids=body.teams,
     )
-    return 201, datastore_json(datastore, datastore_level(user, datastore.pk))
+    return Status(201, datastore_json(datastore, datastore_level(user, datastore.pk)))
 
 
 @router.get("/datastores/{datastore_id}/containers", response={200: ContainerList, **ERRORS})

@@ -24,9 +24,16 @@ class SourceError(Exception):
 def parse_url(url: str) -> sa.URL:
     try:
         parsed = make_url(url)
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise SourceError(f"Invalid datastore URL: {redact(str(exc), url)}") from None
+    try:
+        # The dialect loads without its driver; fail here, not deep inside a worker.
+        dialect.import_dbapi()
+    except ImportError:
+        raise SourceError(
+            f"Invalid datastore URL: the {parsed.drivername} driver is not installed"
+        ) from None
     return parsed
 
 

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
-from pydantic import StrictInt, model_validator
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import StrictBool, StrictInt, model_validator
 
 from accounts.models import Level, User
 from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
-from assay.api_common import ERRORS, MAX_ID, Id, PathId, Strict
+from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PathId, Strict
 from datastores.models import Datastore
 from runs import services
 from runs.errors import InvalidInput, NotFound, RunServiceError
@@ -99,9 +99,9 @@ class RunFilters(Schema):
 
 class RunLaunch(Strict):
     operation: Operation
-    datastore: Id
+    datastore: BodyId
     config: dict[str, Any] | None = None
-    destination_datastore: Id | None = Field(None, description="Promote only.")
+    destination_datastore: BodyId | None = Field(None, description="Promote only.")
 
 
 class LogLine(Schema):
@@ -122,7 +122,7 @@ class LogPage(Schema):
 
 
 class ExternalScanOpen(Strict):
-    datastore: Id
+    datastore: BodyId
     config: dict[str, Any] | None = Field(
         None, description='{"containers": [names] (optional), "source": "free text"}'
     )
@@ -132,7 +132,7 @@ NonNegative = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 
 
 class CheckResultIn(Strict):
-    check: Id = Field(description="The check's id.")
+    check: BodyId = Field(description="The check's id.")
     failed_count: NonNegative | None = None
     error: str | None = Field(None, max_length=1000, description="Why the check could not run.")
     examples: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
@@ -152,12 +152,12 @@ class ContainerResultsIn(Strict):
 
 class ScheduleIn(Strict):
     name: str = Field(min_length=1, max_length=100)
-    datastore: Id
+    datastore: BodyId
     operation: Operation
     cron: str = Field(min_length=1, max_length=100, description="5 fields, UTC")
     config: dict[str, Any] | None = None
-    destination_datastore: Id | None = None
-    enabled: bool = True
+    destination_datastore: BodyId | None = None
+    enabled: StrictBool = True
 
 
 class ScheduleOut(Schema):
@@ -317,7 +317,7 @@ def launch_run(request: HttpRequest, body: RunLaunch):
         via=Via.API,
         destination=datastore_or_404(body.destination_datastore),
     )
-    return 201, _shown(user, run)
+    return Status(201, _shown(user, run))
 
 
 @router.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, summary="One Run")
@@ -394,21 +394,21 @@ def _log_text(run_id: int) -> Iterator[str]:
 def abort_run(request: HttpRequest, run_id: PathId):
     user = _user(request)
     run, _ = _run_for(user, run_id)
-    return 202, _shown(user, services.run_abort(run=run, user=user))
+    return Status(202, _shown(user, services.run_abort(run=run, user=user)))
 
 
 @router.post("/runs/{run_id}/resume", response={201: RunOut, **ERRORS}, summary="Resume")
 def resume_run(request: HttpRequest, run_id: PathId):
     user = _user(request)
     run, _ = _run_for(user, run_id)
-    return 201, _shown(user, services.run_resume(run=run, user=user, via=Via.API))
+    return Status(201, _shown(user, services.run_resume(run=run, user=user, via=Via.API)))
 
 
 @router.post("/runs/{run_id}/rerun", response={201: RunOut, **ERRORS}, summary="Rerun")
 def rerun_run(request: HttpRequest, run_id: PathId):
     user = _user(request)
     run, _ = _run_for(user, run_id)
-    return 201, _shown(user, services.run_rerun(run=run, user=user, via=Via.API))
+    return Status(201, _shown(user, services.run_rerun(run=run, user=user, via=Via.API)))
 
 
 @router.delete("/runs/{run_id}", response={204: None, **ERRORS}, summary="Delete")
@@ -416,7 +416,7 @@ def delete_run(request: HttpRequest, run_id: PathId):
     user = _user(request)
     run, _ = _run_for(user, run_id)
     services.run_delete(run=run, user=user)
-    return 204, None
+    return Status(204, None)
 
 
 # -- external scans ----------------------------------------------------------------------------
@@ -431,7 +431,7 @@ def open_external_scan(request: HttpRequest, body: ExternalScanOpen):
     run = external_scan_open(
         user=user, datastore=datastore_or_404(body.datastore), config=body.config
     )
-    return 201, _shown(user, run)
+    return Status(201, _shown(user, run))
 
 
 @router.post(
@@ -458,7 +458,7 @@ def external_scan_add_results(request: HttpRequest, run_id: PathId, body: Contai
             for result in body.results
         ],
     )
-    return 200, _shown(user, run)
+    return _shown(user, run)
 
 
 @router.post(
@@ -470,7 +470,7 @@ def external_scan_add_results(request: HttpRequest, run_id: PathId, body: Contai
 def finish_external_scan(request: HttpRequest, run_id: PathId):
     user = _user(request)
     run, _ = _run_for(user, run_id)
-    return 200, _shown(user, external_scan_finish(run=run, user=user))
+    return _shown(user, external_scan_finish(run=run, user=user))
 
 
 # -- schedules ---------------------------------------------------------------------------------
@@ -512,7 +512,7 @@ def list_schedules(request: HttpRequest, filters: Query[ScheduleFilters]):
 def create_schedule(request: HttpRequest, body: ScheduleIn):
     schedule = schedule_create(
         user=_user(request),
-        name=body.name.strip() or body.name,
+        name=body.name,
         datastore=datastore_or_404(body.datastore),
         operation=body.operation,
         cron=body.cron,
@@ -520,7 +520,7 @@ def create_schedule(request: HttpRequest, body: ScheduleIn):
         destination=datastore_or_404(body.destination_datastore),
         enabled=body.enabled,
     )
-    return 201, schedule_json(schedule)
+    return Status(201, schedule_json(schedule))
 
 
 @router.delete(
@@ -534,5 +534,5 @@ def delete_schedule(
     if schedule is None or datastore_level(user, schedule.datastore_id) is None:
         raise NotFound("Schedule not found.")
     schedule_delete(schedule=schedule, user=user)
-    return 204, None
+    return Status(204, None)
 

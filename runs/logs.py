@@ -16,12 +16,14 @@ def append_log(
     level: str = LogLevel.INFO,
     container: str = "",
     token=None,
+    final: bool = False,
 ) -> bool:
     """Add a line to an active Run. Returns False only if the Run is no longer writable.
 
     ``token`` fences a worker: its lines land only while it still owns the Run.
     Past ``RUN_LOG_MAX_LINES`` one truncation marker is written and later lines are dropped,
-    but a warning still raises the Run's warning indicator.
+    but a warning still raises the Run's warning indicator. A ``final`` line (the one that
+    ends the Run and says why) is written past the cap too.
     """
     cap = settings.RUN_LOG_MAX_LINES
     active = Q(pk=run_id, status__in=ACTIVE_STATUSES)
@@ -29,6 +31,13 @@ def append_log(
         active &= Q(worker_token=token)
     warn = {"has_warnings": True} if level in WARNING_LEVELS else {}
     with transaction.atomic():
+        if final:
+            if not Run.objects.filter(active).update(log_lines=F("log_lines") + 1, **warn):
+                return False
+            RunLogEntry.objects.create(
+                run_id=run_id, level=level, container=container, message=message[:10_000]
+            )
+            return True
         if Run.objects.filter(active, log_lines__lt=cap).update(
             log_lines=F("log_lines") + 1, **warn
         ):

@@ -147,6 +147,17 @@ class Run(models.Model):
             models.Index(fields=["datastore", "-id"], name="run_datastore_id"),
             models.Index(fields=["status", "-id"], name="run_status_id"),
             models.Index(fields=["operation", "-id"], name="run_operation_id"),
+            # The Activity heatmap counts Runs per day over 12 weeks (~230k rows at 10^6 Runs a
+            # year) under the same filters as the list: with every filtered column (and id, which
+            # it counts) in the index, that count is an index-only scan, about half the time of
+            # an index scan that visits the table. Key columns rather than INCLUDE, which SQLite
+            # lacks. (created_at keeps its own index: dropping it would make SQLite rebuild the
+            # table, and with it lose the immutability triggers.)
+            models.Index(
+                fields=["created_at", "datastore", "status", "operation", "triggered_by_kind",
+                        "id"],
+                name="run_created_heatmap",
+            ),
             # The reaper scans only active Runs.
             models.Index(
                 fields=["status", "heartbeat_at"],

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from datastores.models import Datastore
-from runs.errors import InvalidConfig, RunServiceError
+from runs.errors import InvalidConfig, InvalidInput, RunServiceError
 from runs.models import Operation, Schedule
 
 
@@ -81,6 +81,9 @@ def schedule_create(
     authorize_datastore(user, datastore)
     if destination is not None:
         authorize_datastore(user, destination)
+    name = name.strip()
+    if not name:
+        raise InvalidInput("A schedule needs a name.", errors={"name": ["This field is required."]})
     if operation == Operation.EXTERNAL_SCAN:
         raise InvalidConfig(
             "External Scans cannot be scheduled: their results come from outside Assay.",

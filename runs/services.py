@@ -187,7 +187,8 @@ def run_abort(*, run: Run, user: User) -> Run:
     if flagged:
         append_log(run.pk, f"Abort requested by {user.display_name}.")
     run = _reload(run)
-    if run.status not in ACTIVE_STATUSES:
+    # A worker may land this very abort before the reload: that is success, not a conflict.
+    if not flagged and run.status not in ACTIVE_STATUSES:
         raise ActionNotAllowed(f"The Run already ended ({run.get_status_display()}).")
     return run
 
@@ -265,11 +266,18 @@ def transition(
         if log is not None:
             if not Run.objects.select_for_update().filter(where, pk=run_id).exists():
                 return False
-            append_log(run_id, log, level=level)
-        extra = {"finished_at": timezone.now()} if to in TERMINAL_STATUSES else {}
+            append_log(run_id, log, level=level, final=True)
+        now = timezone.now()
+        extra = {"finished_at": now} if to in TERMINAL_STATUSES else {}
         won = Run.objects.filter(where, pk=run_id).update(status=to, **extra, **(fields or {}))
         if not won:
             transaction.set_rollback(True)
+        elif to in TERMINAL_STATUSES:
+            # Units the Run had started end with its outcome, as when its worker ends it;
+            # otherwise a Run the reaper ended would show a unit "running" for ever.
+            RunContainer.objects.filter(
+                run_id=run_id, status__in=ACTIVE_STATUSES
+            ).exclude(started_at=None).update(status=to, finished_at=now)
         return bool(won)
 
 

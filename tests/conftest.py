@@ -5,6 +5,7 @@ PostgreSQL. Tests marked ``postgres`` run only in the second, ``both_backends`` 
 all others only in the first. Tests of the other phase are deselected, not skipped.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -151,11 +152,16 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
+            # SIGTERM to the main process only: it stops its pool children itself (a TERM to
+            # the whole group kills them under it and its shutdown then stalls).
+            self.proc.terminate()
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        # Whatever is left of the group (orphaned pool children) must not outlive the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, 9)
         self.log.close()
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from datastores.models import Anomaly, Check, Container
 from runs.errors import ActionNotAllowed, NotFound, PermissionDenied
-from runs.execution import RunContext, RunFenced, claim
+from runs.execution import RunContext, RunFenced, _finalise, claim
 from runs.logs import append_log
 from runs.models import (
     ACTIVE_STATUSES,
@@ -270,6 +270,26 @@ def test_log_cap_writes_one_truncation_marker(owned, settings):
     owned.update_run(progress_done=1)
 
 
+def test_line_that_ends_the_run_is_written_past_the_cap(owned, settings):
+    settings.RUN_LOG_MAX_LINES = 2
+    for i in range(4):
+        owned.log(f"line {i}")
+    assert _finalise(owned, RunStatus.SUCCESS, "Finished.") == RunStatus.SUCCESS
+    assert messages(owned.run)[-2:] == [
+        "Log truncated: more than 2 lines; later lines were dropped.", "Finished."
+    ]
+
+
+def test_reaper_line_is_written_past_the_cap(owned, settings):
+    settings.RUN_LOG_MAX_LINES = 1
+    owned.log("line 0")
+    owned.log("line 1")
+    Run.objects.filter(pk=owned.run_id).update(heartbeat_at=timezone.now() - HOUR_AGO)
+    assert reap()["lost"] == 1
+    last = RunLogEntry.objects.filter(run_id=owned.run_id).last()
+    assert "worker lost" in last.message and last.level == LogLevel.ERROR
+
+
 def test_warning_past_the_cap_still_raises_the_indicator(owned, settings):
     settings.RUN_LOG_MAX_LINES = 1
     owned.log("info 1")
@@ -372,7 +392,13 @@ def test_delete_of_original_leaves_terminal_child_untouched(datastore, editor, l
 def test_reaper_fails_run_with_stale_heartbeat(datastore, settings):
     settings.RUN_HEARTBEAT_STALE_AFTER = 30
     run, token = running_run(datastore)
-    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - HOUR_AGO)
+    now = timezone.now()
+    for position, (name, unit_status) in enumerate(
+        [("done", RunStatus.SUCCESS), ("busy", RunStatus.RUNNING), ("todo", RunStatus.QUEUED)]
+    ):
+        RunContainer.objects.create(run=run, name=name, status=unit_status, position=position,
+                                    started_at=now if unit_status != RunStatus.QUEUED else None)
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=now - HOUR_AGO)
     assert reap()["lost"] == 1
     run.refresh_from_db()
     assert run.status == RunStatus.FAILURE
@@ -381,6 +407,11 @@ def test_reaper_fails_run_with_stale_heartbeat(datastore, settings):
     entry = RunLogEntry.objects.filter(run=run).last()
     assert entry.level == LogLevel.ERROR
     assert "worker lost" in entry.message
+    # The unit the worker was in ends with the Run; units never started stay queued.
+    units = dict(RunContainer.objects.filter(run=run).values_list("name", "status"))
+    assert units == {"done": RunStatus.SUCCESS, "busy": RunStatus.FAILURE,
+                     "todo": RunStatus.QUEUED}
+    assert RunContainer.objects.get(run=run, name="busy").finished_at is not None
     # The lost worker, should it wake up, is fenced out.
     ctx = RunContext(run, token, OperationConfig())
     with pytest.raises(RunFenced):

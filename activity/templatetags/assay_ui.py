@@ -8,7 +8,9 @@ from django import template
 from django.templatetags.static import static
 from django.utils.html import format_html
 
+from activity.selectors import state_version as _state_version
 from runs.models import RunStatus
+from runs.operations import get_operation
 
 register = template.Library()
 
@@ -61,6 +63,9 @@ def status_badge(status: str):
 def duration(seconds) -> str:
     if seconds is None:
         return "—"
+    if seconds < 10:
+        # Containers often take a fraction of a second; "0s" would say nothing.
+        return f"{seconds:.1f}s"
     total = int(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
@@ -102,3 +107,14 @@ def percent(run) -> int:
 @register.filter
 def sorted_items(mapping: dict):
     return sorted((mapping or {}).items())
+
+
+@register.filter
+def state_version(run) -> str:
+    """The version a poller sends back; the server answers 204 while it still matches."""
+    return _state_version(run)
+
+
+@register.filter
+def tracks_units(run) -> bool:
+    return get_operation(run.operation).tracks_units

@@ -1,10 +1,10 @@
-"""What Export and Materialize share: the enrichment datastore and the container selection."""
+"""What Export and Materialize share: the enrichment datastore they write into."""
 
 from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from datastores.models import Container, Datastore
+from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceError, describe_error, parse_url
 from runs.errors import InvalidConfig
 from runs.operations.base import UnitFailed
@@ -29,36 +29,6 @@ def require_enrichment(datastore: Datastore) -> None:
             f"The enrichment datastore of {datastore.name} is unusable: {exc}",
             errors={"datastore": [str(exc)]},
         ) from None
-
-
-def check_container_names(datastore: Datastore, names: list[str] | None) -> None:
-    """InvalidConfig naming every container that is not in the datastore's catalogue."""
-    if names is None:
-        return
-    if len(set(names)) != len(names):
-        raise InvalidConfig(
-            "containers lists a container twice.",
-            errors={"containers": ["Duplicate container names."]},
-        )
-    known = set(datastore.containers.filter(name__in=names).values_list("name", flat=True))
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise InvalidConfig(
-            f"Unknown containers on {datastore.name}: {', '.join(unknown)}.",
-            errors={"containers": [f"Unknown container: {name}" for name in unknown]},
-        )
-
-
-def selected_containers(datastore: Datastore, names: list[str] | None) -> list[Container]:
-    """The configured containers in configured order (all, by name, for None).
-
-    A container removed since launch is left out; callers report it as a failed unit.
-    """
-    containers = datastore.containers.all()
-    if names is None:
-        return list(containers.order_by("name"))
-    by_name = {c.name: c for c in containers.filter(name__in=names)}
-    return [by_name[name] for name in names if name in by_name]
 
 
 def open_enrichment(ctx) -> SourceConnection:

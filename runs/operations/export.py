@@ -23,13 +23,16 @@ from datastores.enrichment import enrichment_table_name, replace_table
 from datastores.models import Anomaly, Check, FieldProfile
 from runs.errors import InvalidConfig
 from runs.operations.base import Operation, OperationConfig, Unit, UnitResult
+from runs.operations.containers import (
+    containers_field,
+    plan_containers,
+    validate_container_names,
+)
 from runs.operations.enrichment_targets import (
     DATA_ERRORS,
-    check_container_names,
     enrichment_failure,
     open_enrichment,
     require_enrichment,
-    selected_containers,
 )
 
 AssetName = Literal["anomalies", "checks", "field_profiles"]
@@ -197,8 +200,11 @@ ASSETS: dict[str, Asset] = {
 
 
 class ExportConfig(OperationConfig):
-    containers: list[str] | None = ConfigField(default=None, min_length=1)  # None: all
-    assets: list[AssetName] = ConfigField(default_factory=lambda: list(ASSETS), min_length=1)
+    containers: list[str] | None = containers_field()  # None: all
+    assets: list[AssetName] = ConfigField(
+        default_factory=lambda: list(ASSETS), min_length=1,
+        description="Each asset replaces its <prefix>_export_<asset> table.",
+    )
 
 
 class Export(Operation):
@@ -212,15 +218,18 @@ class Export(Operation):
             raise InvalidConfig(
                 "assets lists an asset twice.", errors={"assets": ["Duplicate assets."]}
             )
-        check_container_names(datastore, config.containers)
+        validate_container_names(config.containers, datastore=datastore)
 
     def plan(self, ctx) -> list[Unit]:
-        open_enrichment(ctx)
-        containers = selected_containers(ctx.datastore, ctx.config.containers)
-        ctx.state["container_ids"] = [c.pk for c in containers]
-        ctx.state["exported_at"] = timezone.now()
-        ctx.add_metrics({f"{asset}_exported": 0 for asset in ctx.config.assets})
         return [Unit(asset) for asset in ctx.config.assets]
+
+    def begin(self, ctx, units: list[Unit]) -> None:
+        open_enrichment(ctx)  # cannot connect: the Run fails
+        # A container removed since launch simply has nothing left to export.
+        containers = plan_containers(ctx.config.containers, datastore=ctx.datastore)
+        ctx.state["container_ids"] = [u.container_id for u in containers if u.container_id]
+        ctx.state["exported_at"] = timezone.now()
+        ctx.add_metrics({f"{unit.name}_exported": 0 for unit in units})
 
     def process(self, ctx, unit: Unit) -> UnitResult:
         asset = ASSETS[unit.name]

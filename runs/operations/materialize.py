@@ -10,14 +10,12 @@ keeps its previous content, and containers already copied stay.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
 from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
 from django.conf import settings
 from pydantic import Field as ConfigField
-from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.containers import container_selectable
 from datastores.enrichment import (
@@ -34,21 +32,28 @@ from datastores.models import Container
 from datastores.sources import describe_error
 from runs.errors import InvalidConfig
 from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.containers import (
+    clean_connection,
+    containers_field,
+    load_container,
+    plan_containers,
+    validate_container_names,
+)
 from runs.operations.enrichment_targets import (
     DATA_ERRORS,
-    check_container_names,
     enrichment_failure,
     open_enrichment,
     require_enrichment,
-    selected_containers,
 )
 
 FAILED = {"containers_failed": 1}
 
 
 class MaterializeConfig(OperationConfig):
-    containers: list[str] | None = ConfigField(default=None, min_length=1)  # None: all
-    record_limit: int | None = ConfigField(default=None, gt=0)  # per container
+    containers: list[str] | None = containers_field()  # None: all
+    record_limit: int | None = ConfigField(
+        default=None, gt=0, description="Copy at most this many rows of each container."
+    )
 
 
 class Materialize(Operation):
@@ -58,7 +63,7 @@ class Materialize(Operation):
 
     def validate(self, config: MaterializeConfig, *, datastore, destination) -> None:
         require_enrichment(datastore)
-        check_container_names(datastore, config.containers)
+        validate_container_names(config.containers, datastore=datastore)
         names = config.containers or datastore.containers.values_list("name", flat=True)
         too_long = []
         for name in names:
@@ -70,26 +75,25 @@ class Materialize(Operation):
             raise InvalidConfig(too_long[0], errors={"containers": too_long})
 
     def plan(self, ctx) -> list[Unit]:
+        return plan_containers(ctx.config.containers, datastore=ctx.datastore)
+
+    def begin(self, ctx, units: list[Unit]) -> None:
+        # Cannot connect: the Run fails once, rather than every container.
         open_enrichment(ctx)
-        found = {c.name: c for c in selected_containers(ctx.datastore, ctx.config.containers)}
-        names = ctx.config.containers or list(found)
+        ctx.source()
         ctx.add_metrics({"containers_materialized": 0, "records_written": 0})
-        return [Unit(name, container_id=found[name].pk if name in found else None)
-                for name in names]
 
     def process(self, ctx, unit: Unit) -> UnitResult:
-        container = Container.objects.filter(pk=unit.container_id).first()
-        if container is None:
-            raise UnitFailed(f"{unit.name} is no longer in the catalogue.", metrics=FAILED)
+        try:
+            container = load_container(unit, datastore=ctx.datastore)
+        except UnitFailed as exc:
+            raise UnitFailed(str(exc), metrics=FAILED) from None
         try:
             target = enrichment_table_name(ctx.datastore.enrichment_prefix, "mat", container.name)
         except TableNameError as exc:
             raise UnitFailed(str(exc), metrics=FAILED) from None
-        source = ctx.source().conn
-        try:
-            records, batches = _copy(ctx, container, source, target)
-        finally:
-            _end_read(source)
+        source = clean_connection(ctx.source().conn)
+        records, batches = _copy(ctx, container, source, target)
         ctx.log(
             f"Materialized {records} records of {container.name} into {target} "
             f"({batches} batches).",
@@ -179,10 +183,3 @@ def _as_dicts(
         }
         for row in rows
     ]
-
-
-def _end_read(source: sa.Connection) -> None:
-    """Close the read transaction so the next container starts on a clean connection."""
-    # A connection broken by a cancel or a network error: the next unit reports it.
-    with suppress(SQLAlchemyError):
-        source.rollback()

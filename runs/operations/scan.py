@@ -28,6 +28,7 @@ from datastores.quality import (
     fetch_examples,
     high_water_filter,
 )
+from datastores.sources import describe_error
 from runs.models import LogLevel
 from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
 from runs.operations.containers import (
@@ -108,13 +109,15 @@ class Scan(Operation):
 
         failing: list[tuple[Check, int]] = []
         passing: set[int] = set()
-        problems: list[str] = []
+        broken = 0
+        warnings: list[str] = []
         for check in checks:
             result = evaluation.results[str(check.pk)]
             if check.type == "row_count_between" and not whole_table:
                 continue
             if result.error is not None:
-                problems.append(f"Check #{check.pk} ({describe(specs[check.pk])}): {result.error}")
+                broken += 1
+                warnings.append(f"Check #{check.pk} ({describe(specs[check.pk])}): {result.error}")
             elif result.failed_count:
                 failing.append((check, result.failed_count))
             else:
@@ -133,18 +136,18 @@ class Scan(Operation):
                 except sa_exc.DBAPIError as error:
                     if ctx.stopping:
                         raise
-                    problems.append(
+                    warnings.append(
                         f"Check #{check.pk} ({describe(specs[check.pk])}): examples could not "
-                        f"be read: {str(error.orig or error).strip().splitlines()[0][:300]}"
+                        f"be read: {describe_error(error, ctx.datastore.source_url)}"
                     )
 
         metrics: dict[str, Any] = {
             "records_scanned": records,
             "checks_evaluated": len(failing) + len(passing),
-            "anomalies_identified": (1 if rolled_up else len(failing)) if failing else 0,
+            "anomalies_identified": 1 if rolled_up else len(failing),
         }
-        if problems:
-            metrics["check_errors"] = len(problems)
+        if broken:
+            metrics["check_errors"] = broken
         resolve = config.auto_resolve and not config.incremental and whole_table
 
         def save() -> None:
@@ -168,8 +171,8 @@ class Scan(Operation):
                 Container.objects.filter(pk=container.pk).update(
                     high_water_mark=evaluation.high_water_mark
                 )
-            for problem in problems:
-                ctx.log(problem, level=LogLevel.WARNING, container=unit.name)
+            for warning in warnings:
+                ctx.log(warning, level=LogLevel.WARNING, container=unit.name)
             ctx.log(_summary(metrics, rolled_up=rolled_up), container=unit.name)
             ctx.add_metrics({"tables_scanned": 1})
 

@@ -1,6 +1,8 @@
 """Create the demo: a generated source database, an enrichment database, a datastore, teams and
 users for every persona, and a first Sync. Safe to run again: existing objects are kept."""
 
+import sqlite3
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -34,12 +36,15 @@ class Command(BaseCommand):
         if not source.exists():
             self.stdout.write(f"Generating the demo source database ({rows} orders)...")
             generate_demo_source(f"sqlite:///{source}", rows=rows)
+        enrichment = demo_dir / "enrichment.sqlite3"
+        # Source URLs must point at existing files; an empty SQLite database is a valid target.
+        sqlite3.connect(enrichment).close()
         with transaction.atomic():
             datastore, _ = Datastore.objects.get_or_create(
                 name="Demo warehouse",
                 defaults={
                     "source_url": f"sqlite:///{source}",
-                    "enrichment_url": f"sqlite:///{demo_dir / 'enrichment.sqlite3'}",
+                    "enrichment_url": f"sqlite:///{enrichment}",
                     "enrichment_prefix": "demo",
                 },
             )

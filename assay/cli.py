@@ -1,0 +1,437 @@
+"""The ``assay`` command line: External Scans of local CSV files, and Runs for pipelines.
+
+It talks to an Assay server over the REST API only (``--url``/``ASSAY_URL``,
+``--token``/``ASSAY_TOKEN``), and evaluates checks locally with the same engine the server's
+Scan uses (``datastores.quality.checks.evaluate_rows``).
+
+Exit codes: 0 done; 1 the server refused or could not be reached (its message is printed);
+2 bad usage or a local input problem (nothing was registered); 3 the work was registered but
+its outcome is bad (a Run that did not succeed with ``--wait``, anomalies with
+``--fail-on-anomalies``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+OK, API_FAILED, BAD_INPUT, BAD_OUTCOME = 0, 1, 2, 3
+TERMINAL = {"success", "failure", "aborted"}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_code: int = BAD_INPUT):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ApiError(CliError):
+    def __init__(self, status: int, detail: str, code: str = ""):
+        super().__init__(f"{detail} (HTTP {status}{', ' + code if code else ''})", API_FAILED)
+        self.status = status
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+class Api:
+    def __init__(self, url: str, token: str, timeout: float):
+        root = url.rstrip("/").removesuffix("/api/v1")
+        self.root = root
+        self.client = httpx.Client(
+            base_url=f"{root}/api/v1",
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "assay-cli"},
+            timeout=timeout,
+        )
+
+    def call(self, method: str, path: str, **kwargs) -> Any:
+        response = self._send(method, path, **kwargs)
+        try:
+            response.read()
+        finally:
+            response.close()
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"{self.root} did not answer like an Assay server (HTTP "
+                f"{response.status_code}, {response.headers.get('content-type', '?')})",
+                API_FAILED,
+            ) from None
+
+    def stream_text(self, path: str) -> Iterator[str]:
+        response = self._send("GET", path)
+        try:
+            yield from response.iter_text()
+        finally:
+            response.close()
+
+    def _send(self, method: str, path: str, **kwargs):
+        request = self.client.build_request(method, path, **kwargs)
+        try:
+            response = self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {self.root}: {exc}", API_FAILED) from None
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            raise _api_error(response)
+        return response
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+        detail, code = str(body["detail"]), str(body.get("code", ""))
+    except (ValueError, KeyError, TypeError):
+        detail, code = response.reason_phrase or "error", ""
+    return ApiError(response.status_code, detail, code)
+
+
+def connect(args: argparse.Namespace) -> Api:
+    url = args.url or os.environ.get("ASSAY_URL", "")
+    token = args.token or os.environ.get("ASSAY_TOKEN", "")
+    if not url:
+        raise CliError("no server: pass --url or set ASSAY_URL (e.g. http://127.0.0.1:8000)")
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"--url must start with http:// or https://, not {url!r}")
+    if not token:
+        raise CliError("no API token: pass --token or set ASSAY_TOKEN")
+    return Api(url, token, args.timeout)
+
+
+# -- external-scan -----------------------------------------------------------------------------
+def cmd_external_scan(args: argparse.Namespace) -> int:
+    from datastores.quality.checks import CheckSpec, RowDecodeError, evaluate_rows
+
+    path = Path(args.csv)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    api = connect(args)
+    found = api.call(
+        "GET", f"/datastores/{args.datastore}/containers", params={"name": args.container}
+    )["items"]
+    if not found:
+        raise CliError(f"datastore {args.datastore} has no container named {args.container!r}")
+    container = found[0]
+    fields = {field["name"]: field["type"] for field in container["fields"]}
+    checks = container["checks"]
+    specs = [
+        CheckSpec(key=str(c["id"]), type=c["type"], field=c["field"], params=c["params"])
+        for c in checks
+    ]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            _check_header(path, reader.fieldnames, fields)
+            evaluation = evaluate_rows(
+                _strict_rows(path, reader),
+                specs,
+                field_types=fields,
+                now=datetime.now(UTC),
+                example_limit=args.examples,
+            )
+    except RowDecodeError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: not a readable UTF-8 CSV file: {exc}") from None
+
+    results = []
+    for check in checks:
+        outcome = evaluation.results[str(check["id"])]
+        if outcome.error is not None:
+            results.append({"check": check["id"], "error": outcome.error[:1000]})
+        else:
+            results.append(
+                {
+                    "check": check["id"],
+                    "failed_count": outcome.failed_count,
+                    "examples": outcome.examples,
+                }
+            )
+    source = args.source or f"assay external-scan {path.name}"
+    run = api.call(
+        "POST",
+        "/external-scans",
+        json={
+            "datastore": args.datastore,
+            "config": {"containers": [args.container], "source": source},
+        },
+    )
+    try:
+        api.call(
+            "POST",
+            f"/external-scans/{run['id']}/results",
+            json={
+                "container": args.container,
+                "records_scanned": evaluation.records_scanned,
+                "results": results,
+            },
+        )
+        run = api.call("POST", f"/external-scans/{run['id']}/finish")
+    except CliError as exc:
+        # Leave no Run open forever; if it already ended (aborted by someone), so be it.
+        with contextlib.suppress(CliError):
+            api.call("POST", f"/runs/{run['id']}/abort")
+        raise CliError(f"Run #{run['id']}: {exc}", exc.exit_code) from None
+
+    anomalies = run["metrics"].get("anomalies_identified", 0)
+    print(
+        f"Run #{run['id']} External Scan of {run['datastore']['name']}.{args.container}: "
+        f"{run['status']}"
+    )
+    print(
+        f"  {evaluation.records_scanned} records scanned, {len(checks)} checks, "
+        f"{anomalies} anomalies identified"
+    )
+    for check in checks:
+        outcome = evaluation.results[str(check["id"])]
+        if outcome.error is not None:
+            print(f"  ERROR  #{check['id']} {check['description']}: {outcome.error}")
+        elif outcome.failed:
+            print(f"  FAIL   #{check['id']} {check['description']}: {outcome.failed_count} failed")
+        else:
+            print(f"  ok     #{check['id']} {check['description']}")
+    return BAD_OUTCOME if args.fail_on_anomalies and anomalies else OK
+
+
+def _check_header(path: Path, header: list[str] | None, fields: Mapping[str, str]) -> None:
+    """The CSV must have exactly the container's columns (in any order)."""
+    if not header:
+        raise CliError(f"{path}: empty file, expected a header row")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    missing = [name for name in fields if name not in header]
+    unexpected = [name for name in header if name not in fields]
+    if duplicates or missing or unexpected:
+        problems = []
+        if missing:
+            problems.append(f"missing columns: {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"unexpected columns: {', '.join(unexpected)}")
+        if duplicates:
+            problems.append(f"repeated columns: {', '.join(duplicates)}")
+        raise CliError(
+            f"{path}: the columns do not match the container's fields ({'; '.join(problems)}). "
+            f"Expected: {', '.join(fields)}. Nothing was registered."
+        )
+
+
+def _strict_rows(path: Path, reader: csv.DictReader) -> Iterator[dict[str, str | None]]:
+    for number, row in enumerate(reader, start=1):
+        if None in row:  # DictReader's restkey: more values than the header has columns
+            raise CliError(f"{path}: row {number} has more values than the header has columns")
+        yield row
+
+
+# -- runs --------------------------------------------------------------------------------------
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    for key in ("status", "operation", "datastore"):
+        if getattr(args, key):
+            params[key] = getattr(args, key)
+    if args.cursor:
+        params["cursor"] = args.cursor
+    page = connect(args).call("GET", "/runs", params=params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return OK
+    print(f"{'ID':>7}  {'OPERATION':<13} {'STATUS':<9} {'DATASTORE':<20} {'CREATED':<20} PROGRESS")
+    for run in page["items"]:
+        print(
+            f"{run['id']:>7}  {run['operation']:<13} {run['status']:<9} "
+            f"{run['datastore']['name'][:20]:<20} {run['created_at'][:19]:<20} {_progress(run)}"
+        )
+    if page["next_cursor"]:
+        print(f"more: --cursor {page['next_cursor']}")
+    return OK
+
+
+def cmd_runs_launch(args: argparse.Namespace) -> int:
+    try:
+        config = json.loads(args.config)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--config is not valid JSON: {exc}") from None
+    body: dict[str, Any] = {
+        "operation": args.operation,
+        "datastore": args.datastore,
+        "config": config,
+    }
+    if args.destination is not None:
+        body["destination_datastore"] = args.destination
+    api = connect(args)
+    run = api.call("POST", "/runs", json=body)
+    _print_run_line(run, args.json)
+    if not args.wait:
+        return OK
+    deadline = time.monotonic() + args.wait_timeout if args.wait_timeout else None
+    while run["status"] not in TERMINAL:
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError(f"Run #{run['id']} still {run['status']} after {args.wait_timeout} s",
+                           BAD_OUTCOME)
+        time.sleep(args.poll)
+        run = api.call("GET", f"/runs/{run['id']}")
+    _print_run_line(run, args.json)
+    return OK if run["status"] == "success" else BAD_OUTCOME
+
+
+def cmd_runs_abort(args: argparse.Namespace) -> int:
+    run = connect(args).call("POST", f"/runs/{args.run_id}/abort")
+    _print_run_line(run, args.json)
+    return OK
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    api = connect(args)
+    if args.log:
+        for chunk in api.stream_text(f"/runs/{args.run_id}/log.txt"):
+            sys.stdout.write(chunk)
+        return OK
+    run = api.call("GET", f"/runs/{args.run_id}")
+    if args.json:
+        print(json.dumps(run, indent=2))
+        return OK
+    aborting = " (aborting)" if run["abort_requested"] and run["status"] == "running" else ""
+    warn = " with warnings" if run["has_warnings"] else ""
+    print(f"Run #{run['id']} {run['operation']} on {run['datastore']['name']}: "
+          f"{run['status']}{aborting}{warn}")
+    who = run["triggered_by"]
+    print(f"  triggered by {who['name']} ({who['kind']}, via {who['via']})")
+    if run["aborted_by"]:
+        print(f"  aborted by {run['aborted_by']['name']}")
+    print(f"  created {run['created_at']}  started {run['started_at'] or '-'}  "
+          f"finished {run['finished_at'] or '-'}")
+    print(f"  progress {_progress(run)}")
+    for key, value in sorted(run["metrics"].items()):
+        print(f"  {key}: {value}")
+    if run["error"]:
+        print(f"  error: {run['error']}")
+    print(f"  actions: {', '.join(run['actions']) or '-'}")
+    return OK
+
+
+def _progress(run: Mapping[str, Any]) -> str:
+    progress = run["progress"]
+    if progress["total"] is None:
+        return "-"
+    return f"{progress['done']} / {progress['total']} {progress['unit']}".strip()
+
+
+def _print_run_line(run: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(run))
+    else:
+        aborting = run["abort_requested"] and run["status"] == "running"
+        print(f"Run #{run['id']} {run['operation']} on {run['datastore']['name']}: "
+              f"{run['status']}{' (abort requested)' if aborting else ''}")
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    server = argparse.ArgumentParser(add_help=False)
+    group = server.add_argument_group("server")
+    group.add_argument("--url", help="Assay server, e.g. http://127.0.0.1:8000 (env ASSAY_URL)")
+    group.add_argument("--token", help="API token (env ASSAY_TOKEN)")
+    group.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds")
+
+    parser = argparse.ArgumentParser(
+        prog="assay", description="Assay data-quality Runs from the command line."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "external-scan",
+        parents=[server],
+        help="evaluate a container's active checks over a local CSV and register the results",
+    )
+    scan.add_argument("--datastore", type=int, required=True, help="datastore id")
+    scan.add_argument("--container", required=True, help="container name")
+    scan.add_argument("--csv", required=True, help="CSV file with a header row")
+    scan.add_argument("--source", help="where this scan ran (shown with the Run)")
+    scan.add_argument("--examples", type=_example_count, default=10,
+                      help="failing rows kept per check, 0 to 100 (default 10)")
+    scan.add_argument("--fail-on-anomalies", action="store_true",
+                      help="exit with 3 when any check fails")
+    scan.set_defaults(handler=cmd_external_scan)
+
+    runs = commands.add_parser("runs", help="list, launch, abort and show Runs")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+
+    listing = runs_commands.add_parser("list", parents=[server], help="newest Runs first")
+    listing.add_argument("--status", action="append", help="repeatable")
+    listing.add_argument("--operation", action="append", help="repeatable")
+    listing.add_argument("--datastore", type=int, action="append", help="id; repeatable")
+    listing.add_argument("--limit", type=_positive, default=20)
+    listing.add_argument("--cursor", help="next page, as printed by a previous call")
+    listing.add_argument("--json", action="store_true", help="print the API's JSON")
+    listing.set_defaults(handler=cmd_runs_list)
+
+    launch = runs_commands.add_parser("launch", parents=[server], help="launch a Run")
+    launch.add_argument("--datastore", type=int, required=True, help="datastore id")
+    launch.add_argument("--operation", required=True,
+                        help="sync, profile, scan, export, materialize or promote")
+    launch.add_argument("--config", default="{}", help="configuration as a JSON object")
+    launch.add_argument("--destination", type=int, help="destination datastore id (Promote)")
+    launch.add_argument("--wait", action="store_true",
+                        help="wait until the Run ends; exit 3 unless it succeeded")
+    launch.add_argument("--wait-timeout", type=float, default=0, help="seconds; 0: no limit")
+    launch.add_argument("--poll", type=float, default=2.0, help="seconds between checks")
+    launch.add_argument("--json", action="store_true", help="print the API's JSON")
+    launch.set_defaults(handler=cmd_runs_launch)
+
+    abort = runs_commands.add_parser("abort", parents=[server], help="abort a Run")
+    abort.add_argument("run_id", type=_positive)
+    abort.add_argument("--json", action="store_true", help="print the API's JSON")
+    abort.set_defaults(handler=cmd_runs_abort)
+
+    show = runs_commands.add_parser("show", parents=[server], help="one Run")
+    show.add_argument("run_id", type=_positive)
+    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    show.add_argument("--log", action="store_true", help="print the Run's whole log")
+    show.set_defaults(handler=cmd_runs_show)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _example_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 100:  # the API keeps at most 100 examples per check
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 100")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CliError as exc:
+        print(f"assay: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Piped into `head`: stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK

@@ -1,0 +1,391 @@
+"""Scan and Profile benchmark: Assay's push-down evaluation against a hand-written single pass.
+
+    .venv/bin/python bench/scan_profile.py --sizes 100000,1000000,10000000 \\
+        --backends sqlite,postgresql
+
+For each backend and size it generates ``bench_events`` (``generate_bench_table``), catalogues
+it with a Sync, authors the ten checks the table is made for, and measures:
+
+* ``count``: a plain ``SELECT count(*)``;
+* ``hand``: one hand-written statement computing all ten failing counts in a single pass
+  (``SUM(CASE WHEN ...)``, ``count(col) - count(DISTINCT col)`` for unique);
+* ``eval``: Assay's ``evaluate_sql`` over the same table (what a Scan runs per container);
+* a whole Scan Run and a whole Profile Run, each in a fresh Python process, launched with
+  ``run_launch`` and executed in that process by ``execute_run`` (the Celery task's body, minus
+  the broker). The Run time is claim to finish (``finished_at - started_at``); the time spent
+  in ``evaluate_sql``/``fetch_examples`` (Scan) or ``profile_table`` (Profile) is timed inside
+  the Run, and the overhead is the rest. Each process first runs a one-row Run (imports, the
+  source dialect's first connection: what a long-lived worker pays once), reported apart; the
+  peak RSS is the process's ``ru_maxrss``.
+
+SQL timings are the best of ``--repeat`` runs after one warm-up ``count``. Every count is
+checked against ``bench_defect_counts``. Assay's own database is a throw-away SQLite file.
+The PostgreSQL source is a throw-away database at 127.0.0.1:5432 (user postgres), dropped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TABLE = "bench_events"
+POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def django_setup(var_dir: Path) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "assay.settings"
+    os.environ["ASSAY_VAR_DIR"] = str(var_dir)
+    os.environ["DATABASE_URL"] = f"sqlite:///{var_dir / 'assay.sqlite3'}"
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+
+
+# -- the ten checks ----------------------------------------------------------------------------
+def bench_checks(rows: int) -> list[tuple[str, str | None, dict]]:
+    from datastores.demo_source import (
+        BENCH_CODE_PATTERN,
+        BENCH_NOTE_MAX_LENGTH,
+        BENCH_SCORE_RANGE,
+        BENCH_STATUSES,
+    )
+
+    return [
+        ("not_null", "user_id", {}),
+        ("not_null", "session_id", {}),
+        ("not_negative", "amount", {}),
+        ("between", "score", {"min": BENCH_SCORE_RANGE[0], "max": BENCH_SCORE_RANGE[1]}),
+        ("expected_values", "status", {"values": list(BENCH_STATUSES)}),
+        ("matches_pattern", "code", {"pattern": BENCH_CODE_PATTERN}),
+        ("not_future", "occurred_at", {}),
+        ("unique", "event_key", {}),
+        ("max_length", "note", {"length": BENCH_NOTE_MAX_LENGTH}),
+        ("row_count_between", None, {"min": rows, "max": rows}),
+    ]
+
+
+def expected_counts(rows: int) -> dict[str, int]:
+    from datastores.demo_source import bench_defect_counts
+
+    defects = bench_defect_counts(rows, TABLE)
+    by_field = {key.split(".")[1]: count for key, count in defects.items()}
+    counts = {f"{type_}:{field}": by_field.get(field, 0) for type_, field, _ in bench_checks(rows)}
+    counts["row_count_between:None"] = 0
+    return counts
+
+
+def hand_written_sql(dialect: str) -> str:
+    from datastores.demo_source import BENCH_NOTE_MAX_LENGTH, BENCH_SCORE_RANGE, BENCH_STATUSES
+
+    statuses = ", ".join(f"'{s}'" for s in BENCH_STATUSES)
+    no_match = "NOT (code REGEXP :pattern)" if dialect == "sqlite" else "code !~ :pattern"
+    low, high = BENCH_SCORE_RANGE
+    return f"""
+SELECT count(*) AS records,
+       SUM(CASE WHEN user_id IS NULL THEN 1 ELSE 0 END) AS user_id_null,
+       SUM(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END) AS session_id_null,
+       SUM(CASE WHEN amount < 0 THEN 1 ELSE 0 END) AS amount_negative,
+       SUM(CASE WHEN score < {low} OR score > {high} THEN 1 ELSE 0 END) AS score_range,
+       SUM(CASE WHEN status NOT IN ({statuses}) THEN 1 ELSE 0 END) AS status_unexpected,
+       SUM(CASE WHEN {no_match} THEN 1 ELSE 0 END) AS code_pattern,
+       SUM(CASE WHEN occurred_at > :now THEN 1 ELSE 0 END) AS occurred_future,
+       count(event_key) - count(DISTINCT event_key) AS event_key_duplicates,
+       SUM(CASE WHEN length(note) > {BENCH_NOTE_MAX_LENGTH} THEN 1 ELSE 0 END) AS note_long
+FROM {TABLE}"""
+
+
+def best_of(repeat: int, work):
+    timings, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = work()
+        timings.append(time.perf_counter() - started)
+    return min(timings), result
+
+
+# -- one Run in a fresh process ----------------------------------------------------------------
+def child(args: argparse.Namespace) -> None:
+    """Launch and execute one Run here; print its figures as JSON."""
+    django_setup(Path(args.var_dir))
+    from accounts.models import User
+    from datastores.models import Datastore
+    from runs import execution
+    from runs.models import Run
+    from runs.operations import profile as profile_module
+    from runs.operations import scan as scan_module
+    from runs.services import run_launch
+
+    timed: dict[str, float] = {}
+
+    def timing(module, name: str):
+        original = getattr(module, name)
+
+        def wrapper(*a, **kw):
+            started = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                timed[name] = timed.get(name, 0.0) + time.perf_counter() - started
+
+        setattr(module, name, wrapper)
+
+    for name in ("evaluate_sql", "fetch_examples"):
+        timing(scan_module, name)
+    timing(profile_module, "profile_table")
+
+    user = User.objects.get(username="bench")
+    datastore = Datastore.objects.get(pk=args.datastore)
+    config = {"containers": [TABLE]}
+    if args.child == "profile":
+        config["inference_level"] = 2
+
+    def launch(config: dict) -> Run:
+        run = run_launch(user=user, datastore=datastore, operation=args.child, config=config)
+        execution.execute_run(run.pk)
+        return Run.objects.get(pk=run.pk)
+
+    # A worker process serves many Runs; the first Run of a new process also pays imports and
+    # the source dialect's first connection. A one-row Run pays that first, so the measured
+    # Run shows what every Run costs.
+    first = launch({**config, "record_limit": 1})
+    timed.clear()
+    run = launch(config)
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({
+        "status": run.status,
+        "error": run.error,
+        "run_s": (run.finished_at - run.started_at).total_seconds(),
+        "first_run_s": (first.finished_at - first.started_at).total_seconds(),
+        "timed": timed,
+        "metrics": run.metrics,
+        "rss_mib": rss_kib / 1024,
+    }))  # fmt: skip
+
+
+def run_in_child(var_dir: Path, datastore_id: int, operation: str) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", operation, "--var-dir", str(var_dir),
+         "--datastore", str(datastore_id)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if output.returncode:
+        raise RuntimeError(f"{operation} Run process failed:\n{output.stderr[-3000:]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+# -- the parent --------------------------------------------------------------------------------
+class Source:
+    """A throw-away source database for one backend."""
+
+    def __init__(self, backend: str, folder: Path):
+        self.backend = backend
+        self.folder = folder
+        self.database = ""
+
+    def __enter__(self) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite:///{self.folder / 'bench_source.sqlite3'}"
+        import psycopg
+
+        self.database = f"assay_bench_{secrets.token_hex(4)}"
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{self.database}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.database}"
+
+    def __exit__(self, *exc_info) -> None:
+        if self.database:
+            import psycopg
+
+            with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> dict:
+    import sqlalchemy as sa
+
+    from accounts.models import User
+    from datastores.containers import container_selectable
+    from datastores.demo_source import BENCH_CODE_PATTERN, generate_bench_table
+    from datastores.models import Check, Container, Datastore
+    from datastores.quality import CheckSpec, evaluate_sql
+    from runs import execution
+    from runs.services import run_launch
+
+    started = time.perf_counter()
+    generate_bench_table(url, rows=rows, table=TABLE)
+    generated_s = time.perf_counter() - started
+    engine = sa.create_engine(url)
+    if backend == "postgresql":  # fresh statistics and visibility map, as a live table has
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"VACUUM ANALYZE {TABLE}"))
+
+    user = User.objects.get(username="bench")
+    datastore = Datastore.objects.create(
+        name=f"bench-{backend}-{rows}-{secrets.token_hex(2)}", source_url=url, created_by=user
+    )
+    sync = run_launch(user=user, datastore=datastore, operation="sync", config={})
+    assert execution.execute_run(sync.pk) == "success"
+    container = Container.objects.get(datastore=datastore, name=TABLE)
+    checks = bench_checks(rows)
+    for type_, field, params in checks:
+        Check.objects.create(container=container, type=type_, field_name=field or "",
+                             params=params)  # fmt: skip
+    expected = expected_counts(rows)
+    now = datetime.now(UTC)
+
+    figures: dict = {"backend": backend, "rows": rows, "generate_s": generated_s}
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"SELECT count(*) FROM {TABLE}")).scalar_one()  # warm-up
+        figures["count_s"], count = best_of(
+            repeat, lambda: conn.execute(sa.text(f"SELECT count(*) FROM {TABLE}")).scalar_one()
+        )
+        assert count == rows, count
+
+        hand_params = {"pattern": BENCH_CODE_PATTERN,
+                       "now": now.replace(tzinfo=None) if backend == "postgresql"
+                       else now.strftime("%Y-%m-%d %H:%M:%S.%f")}  # fmt: skip
+        figures["hand_s"], row = best_of(
+            repeat,
+            lambda: conn.execute(sa.text(hand_written_sql(backend)), hand_params).one(),
+        )
+        hand = list(row)[1:]
+        order = ["not_null:user_id", "not_null:session_id", "not_negative:amount",
+                 "between:score", "expected_values:status", "matches_pattern:code",
+                 "not_future:occurred_at", "unique:event_key", "max_length:note"]  # fmt: skip
+        assert dict(zip(order, map(int, hand), strict=True)) == {k: expected[k] for k in order}
+
+        table = container_selectable(container, conn)
+        specs = [CheckSpec(f"{t}:{f}", t, f, p) for t, f, p in checks]
+        figures["eval_s"], evaluation = best_of(
+            repeat, lambda: evaluate_sql(conn, table, specs, now=now)
+        )
+        found = {key: result.failed_count for key, result in evaluation.results.items()}
+        assert found == expected, (found, expected)
+        conn.rollback()
+    engine.dispose()
+
+    scan = run_in_child(var_dir, datastore.pk, "scan")
+    assert scan["status"] == "success", scan
+    assert scan["metrics"]["records_scanned"] == rows
+    scan_work = scan["timed"].get("evaluate_sql", 0) + scan["timed"].get("fetch_examples", 0)
+    figures["scan"] = {**scan, "overhead_s": scan["run_s"] - scan_work}
+    profile = run_in_child(var_dir, datastore.pk, "profile")
+    assert profile["status"] == "success", profile
+    assert profile["metrics"]["records_profiled"] == rows
+    figures["profile"] = {
+        **profile, "overhead_s": profile["run_s"] - profile["timed"].get("profile_table", 0)
+    }  # fmt: skip
+    return figures
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return (
+        f"{os.cpu_count()} CPUs (nproc), {mem_kib / 1024 / 1024:.1f} GiB RAM, {cpu}; "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def report(results: list[dict], command: str, total_s: float) -> str:
+    lines = [
+        f"Command: `{command}` ({total_s / 60:.1f} min in total).",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "Evaluation: the same table, the same ten checks, best of the repeats.",
+        "",
+        "| backend | rows | count(*) | hand-written pass | evaluate_sql | evaluate / hand |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['backend']} | {r['rows']:,} | {r['count_s']:.3f} s | {r['hand_s']:.3f} s | "
+            f"{r['eval_s']:.3f} s | {r['eval_s'] / r['hand_s']:.2f}x |"
+        )
+    lines += [
+        "",
+        "Whole Runs, claim to finish (one measured Run per process, after a one-row Run):",
+        "",
+        "| backend | rows | Scan Run | evaluate_sql | examples | Scan overhead | Profile Run | "
+        "profile_table | Profile overhead | first Run of a process (Scan / Profile) | "
+        "peak RSS (Scan / Profile) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        scan, profile = r["scan"], r["profile"]
+        lines.append(
+            f"| {r['backend']} | {r['rows']:,} | {scan['run_s']:.3f} s | "
+            f"{scan['timed'].get('evaluate_sql', 0):.3f} s | "
+            f"{scan['timed'].get('fetch_examples', 0):.3f} s | "
+            f"{scan['overhead_s'] * 1000:.0f} ms | {profile['run_s']:.3f} s | "
+            f"{profile['timed'].get('profile_table', 0):.3f} s | "
+            f"{profile['overhead_s'] * 1000:.0f} ms | "
+            f"{scan['first_run_s'] * 1000:.0f} / {profile['first_run_s'] * 1000:.0f} ms | "
+            f"{scan['rss_mib']:.0f} / {profile['rss_mib']:.0f} MiB |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", choices=["scan", "profile"], help=argparse.SUPPRESS)
+    parser.add_argument("--var-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--datastore", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    backends = args.backends.split(",")
+    command = " ".join(["bench/scan_profile.py", *sys.argv[1:]])
+    began = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="assay-bench-") as folder:
+        var_dir = Path(folder) / "var"
+        var_dir.mkdir()
+        django_setup(var_dir)
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from accounts.models import Role, User
+
+        User.objects.create(username="bench", role=Role.ADMIN)
+        for backend in backends:
+            with Source(backend, Path(folder)) as url:
+                for rows in sizes:
+                    figures = measure(backend, rows, url, var_dir, args.repeat)
+                    results.append(figures)
+                    print(json.dumps(figures), file=sys.stderr, flush=True)
+    print(report(results, command, time.perf_counter() - began))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Shared helpers of the Profile and Scan tests: demo sources on SQLite and PostgreSQL, runs
+driven through the real engine, the checks matching the demo's deliberate defects, and a
+per-table count of the statements the source receives."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from psycopg import sql
+
+from datastores.demo_source import (
+    DEMO_METADATA,
+    ORDER_STATUSES,
+    PHONE_PATTERN,
+    RATING_RANGE,
+    SKU_MAX_LENGTH,
+    DemoManifest,
+    generate_demo_source,
+)
+from datastores.models import Check, CheckStatus, Container
+from runs import execution
+from runs.models import Run
+from runs.services import run_launch
+
+POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+DEMO_ROWS = 2000
+DEMO_TABLES = sorted(DEMO_METADATA.tables)  # the 14 tables (the catalogue adds one view)
+
+# Demo defect key -> (container, check type, field, params) of the check that catches it.
+DEFECT_CHECKS: dict[str, tuple[str, str, str, dict]] = {
+    "customers.email.null": ("customers", "not_null", "email", {}),
+    "customers.email.duplicate": ("customers", "unique", "email", {}),
+    "customers.phone.pattern": ("customers", "matches_pattern", "phone",
+                                {"pattern": PHONE_PATTERN}),
+    "addresses.postal_code.null": ("addresses", "not_null", "postal_code", {}),
+    "products.unit_price.negative": ("products", "not_negative", "unit_price", {}),
+    "products.sku.too_long": ("products", "max_length", "sku", {"length": SKU_MAX_LENGTH}),
+    "orders.ordered_at.future": ("orders", "not_future", "ordered_at", {}),
+    "orders.status.unexpected": ("orders", "expected_values", "status",
+                                 {"values": list(ORDER_STATUSES)}),
+    "order_items.quantity.negative": ("order_items", "not_negative", "quantity", {}),
+    "reviews.rating.out_of_range": ("reviews", "between", "rating",
+                                    {"min": RATING_RANGE[0], "max": RATING_RANGE[1]}),
+}
+
+
+@dataclass
+class DemoSource:
+    url: str
+    manifest: DemoManifest
+    backend: str
+
+
+@contextmanager
+def postgres_database():
+    """A throwaway PostgreSQL database for a source, dropped afterwards."""
+    name = f"assay_src_h4_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextmanager
+def demo_source_at(backend: str, tmp_path, rows: int = DEMO_ROWS):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'source.sqlite3'}"
+        yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
+        return
+    with postgres_database() as url:
+        yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres_source)]
+
+
+def execute(sql_text: str, url: str, **params) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql_text), params)
+    finally:
+        engine.dispose()
+
+
+def source_count(sql_text: str, url: str, **params) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql_text), params).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def run_now(user, datastore, operation: str, config: dict | None = None) -> Run:
+    """Launch like the web does, then execute in this process: the worker's code path."""
+    run = run_launch(user=user, datastore=datastore, operation=operation, config=config or {})
+    execution.execute_run(run.pk)
+    return Run.objects.get(pk=run.pk)
+
+
+def sync_catalogue(user, datastore, include=("table", "view")) -> None:
+    run = run_now(user, datastore, "sync", {"include": list(include)})
+    assert run.status == "success", run.error
+
+
+def author_defect_checks(datastore) -> dict[str, Check]:
+    """The authored, active checks that catch each demo defect, keyed like the manifest."""
+    containers = {c.name: c for c in Container.objects.filter(datastore=datastore)}
+    return {
+        key: Check.objects.create(
+            container=containers[container], type=type_, field_name=field, params=params,
+            status=CheckStatus.ACTIVE,
+        )
+        for key, (container, type_, field, params) in DEFECT_CHECKS.items()
+    }
+
+
+class StatementCounter:
+    """Counts statements sent to source engines, per demo table named in them.
+
+    Listens on the Engine class, so it sees the connections the engine opens itself.
+    """
+
+    def __init__(self, url: str):
+        self.database = sa.make_url(url).database
+        self.per_table: Counter[str] = Counter()
+        self.statements: list[str] = []
+        self._patterns = {t: re.compile(rf"\b{t}\b") for t in [*DEMO_TABLES, "v_order_totals"]}
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        if conn.engine.url.database != self.database:
+            return
+        self.statements.append(statement)
+        for table, pattern in self._patterns.items():
+            if pattern.search(statement):
+                self.per_table[table] += 1
+
+    def __enter__(self) -> StatementCounter:
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", self)
