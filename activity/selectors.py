@@ -163,23 +163,6 @@ def log_tail(run_id: int, *, lines: int = LOG_TAIL_LINES, run_level: bool = Fals
     return list(reversed(entries.order_by("-id")[:lines]))
 
 
-def log_text(run_id: int, *, chunk: int = 1000):
-    """The whole log as text lines, read in id-ordered chunks so memory stays flat."""
-    cursor = 0
-    while True:
-        rows = list(
-            RunLogEntry.objects.filter(run_id=run_id, id__gt=cursor)
-            .order_by("id")
-            .values_list("id", "created_at", "level", "container", "message")[:chunk]
-        )
-        if not rows:
-            return
-        for _id, created, level, container, message in rows:
-            where = f" [{container}]" if container else ""
-            yield f"{created.isoformat()} {level.upper():<7}{where} {message}\n"
-        cursor = rows[-1][0]
-
-
 # -- per-container results ---------------------------------------------------------------------
 def unit_results(run: Run) -> list[RunContainer]:
     """Per-container rows with their own log lines attached as ``unit.log`` (two queries)."""
@@ -253,6 +236,11 @@ def datastore_cards(user: User) -> list[Datastore]:
         store.level = levels.get(store.pk)
         store.can_launch = level_allows(store.level)
     return stores
+
+
+def catalogue(datastore: Datastore) -> list[str]:
+    """Names of the datastore's catalogued containers, for the Launch form's choices."""
+    return list(datastore.containers.order_by("name").values_list("name", flat=True))
 
 
 def container_names(datastores: list[Datastore]) -> list[tuple[str, str]]:

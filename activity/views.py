@@ -19,6 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from datastores.models import Datastore
 from runs import errors, services
+from runs.logs import iter_log_text
 from runs.models import Operation, RunStatus, Via
 from runs.operations import get_operation
 from runs.policy import Action
@@ -161,9 +162,9 @@ def run_logs(request, run_id: int):
 def run_log_download(request, run_id: int):
     run = selectors.visible_run(request.user, run_id)
     response = StreamingHttpResponse(
-        selectors.log_text(run.pk), content_type="text/plain; charset=utf-8"
+        iter_log_text(run.pk), content_type="text/plain; charset=utf-8"
     )
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.log.txt"'
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.log"'
     return response
 
 
@@ -258,7 +259,7 @@ def launch(request, datastore_id: int, operation: str):
         operation=operation,
         config_model=get_operation(operation).Config,
         datastore=datastore,
-        containers=list(datastore.containers.order_by("name").values_list("name", flat=True)),
+        containers=selectors.catalogue(datastore),
         destinations=destinations,
     )
     status = 200

@@ -1,5 +1,7 @@
 """Run log lines: capped per Run, only while the Run is active (a DB trigger enforces that)."""
 
+from collections.abc import Iterator
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -57,3 +59,28 @@ def append_log(
         if warn:
             return bool(Run.objects.filter(active).update(**warn))
         return Run.objects.filter(active).exists()
+
+
+LOG_TEXT_PAGE = 1000  # lines per database page of a streamed log file
+
+
+def iter_log_text(run_id: int) -> Iterator[str]:
+    """The whole log as text, one database page at a time (keyset on id): a long log never
+    sits in memory, and a download can be streamed while it is read."""
+    after = 0
+    while True:
+        page = list(
+            RunLogEntry.objects.filter(run_id=run_id, pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "created_at", "level", "container", "message")[:LOG_TEXT_PAGE]
+        )
+        if not page:
+            return
+        yield "".join(
+            f"{created.isoformat()} {level.upper():<7} "
+            f"{f'[{container}] ' if container else ''}{message}\n"
+            for _, created, level, container, message in page
+        )
+        after = page[-1][0]
+        if len(page) < LOG_TEXT_PAGE:
+            return

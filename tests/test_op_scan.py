@@ -4,6 +4,7 @@ import pytest
 
 from datastores.demo_source import ORDER_STATUSES
 from datastores.models import Anomaly, AnomalyStatus, Check, CheckStatus, Container, Field
+from runs import execution
 from runs.errors import InvalidConfig
 from runs.models import LogLevel, Run, RunStatus
 from runs.services import run_launch
@@ -302,6 +303,19 @@ def test_a_dropped_table_fails_its_container_only(source, datastore, editor):
     assert run.log_entries.filter(level=LogLevel.WARNING, container="returns").exists()
     assert run.metrics["tables_scanned"] == 2 and run.metrics["tables_requested"] == 3
     assert Anomaly.objects.filter(container__name="reviews").count() == 1
+
+
+def test_a_container_removed_after_launch_fails_visibly(sqlite_source, datastore, editor):
+    run = run_launch(user=editor, datastore=datastore, operation="scan",
+                     config={"containers": ["regions", "returns"]})
+    Container.objects.filter(datastore=datastore, name="returns").delete()
+    execution.execute_run(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS and run.has_warnings
+    failed = run.units.get(name="returns")
+    assert failed.status == RunStatus.FAILURE
+    assert "no longer in the catalogue" in failed.error
+    assert run.units.get(name="regions").status == RunStatus.SUCCESS
 
 
 def test_computed_container_is_scanned_as_a_subquery(source, datastore, editor):
