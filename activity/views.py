@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from datastores.models import Datastore
 from runs import errors, services
-from runs.logs import iter_log_text
+from runs.logs import log_download_response
 from runs.models import Operation, RunStatus, Via
 from runs.operations import get_operation
 from runs.policy import Action
@@ -161,11 +161,7 @@ def run_logs(request, run_id: int):
 @require_GET
 def run_log_download(request, run_id: int):
     run = selectors.visible_run(request.user, run_id)
-    response = StreamingHttpResponse(
-        iter_log_text(run.pk), content_type="text/plain; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.log"'
-    return response
+    return log_download_response(run.pk)
 
 
 # -- actions -----------------------------------------------------------------------------------

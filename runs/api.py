@@ -7,11 +7,10 @@ every write goes through a service that asks ``runs.policy``.
 import base64
 import binascii
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StrictInt, model_validator
@@ -28,13 +27,13 @@ from runs.external_scan import (
     external_scan_open,
     external_scan_results,
 )
+from runs.logs import log_download_response
 from runs.models import Operation, Run, RunLogEntry, RunStatus, Schedule, Via
 from runs.policy import Action, available_actions
 from runs.schedules import schedule_create, schedule_delete
 
 router = Router(tags=["runs"])
 
-LOG_PAGE = 1000  # lines per database page of the streamed log.txt
 
 
 # -- schemas -----------------------------------------------------------------------------------
@@ -364,30 +363,7 @@ def run_logs(
 )
 def run_log_text(request: HttpRequest, run_id: PathId):
     run, _ = _run_for(_user(request), run_id)
-    response = StreamingHttpResponse(_log_text(run.pk), content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.log"'
-    return response
-
-
-def _log_text(run_id: int) -> Iterator[str]:
-    """One database page at a time (keyset on id), so a huge log never sits in memory."""
-    after = 0
-    while True:
-        page = list(
-            RunLogEntry.objects.filter(run_id=run_id, pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", "created_at", "level", "container", "message")[:LOG_PAGE]
-        )
-        if not page:
-            return
-        yield "".join(
-            f"{created.isoformat()} {level.upper():<7} "
-            f"{f'[{container}] ' if container else ''}{message}\n"
-            for _, created, level, container, message in page
-        )
-        after = page[-1][0]
-        if len(page) < LOG_PAGE:
-            return
+    return log_download_response(run.pk)
 
 
 @router.post("/runs/{run_id}/abort", response={202: RunOut, **ERRORS}, summary="Abort")

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.http import StreamingHttpResponse
 
 from runs.models import ACTIVE_STATUSES, LogLevel, Run, RunLogEntry
 
@@ -84,3 +85,12 @@ def iter_log_text(run_id: int) -> Iterator[str]:
         after = page[-1][0]
         if len(page) < LOG_TEXT_PAGE:
             return
+
+
+def log_download_response(run_id: int) -> StreamingHttpResponse:
+    """The full log as a streamed text attachment (UI download and API log.txt alike)."""
+    response = StreamingHttpResponse(
+        iter_log_text(run_id), content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="run-{run_id}.log"'
+    return response
