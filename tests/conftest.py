@@ -131,7 +131,11 @@ class WorkerProcess:
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_for_log("ready.", timeout=60)
+        try:
+            self._wait_for_log("ready.", timeout=60)
+        except BaseException:
+            self.stop()  # a worker that never got ready must not outlive the test either
+            raise
         return self
 
     def _wait_for_log(self, text: str, timeout: float) -> None:
