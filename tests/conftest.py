@@ -101,7 +101,8 @@ def test_database_url() -> str:
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    return f"postgres://{db['USER'] or 'postgres'}@{host}:{port}/{db['NAME']}"
 
 
 class WorkerProcess:
@@ -123,7 +124,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, *, concurrency: int = 2) -> "WorkerProcess":
-        self.log = open(self.log_path, "ab")
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "assay", "worker", "-l", "INFO",
              "--pool", "prefork", "-c", str(concurrency), "--without-gossip",

@@ -67,7 +67,7 @@ class Command(BaseCommand):
 
             admin = User.objects.get(username="admin")
             run_launch(user=admin, datastore=datastore, operation="sync", config={})
-        self.stdout.write(self.style.SUCCESS("Demo ready. Users (password: %s):" % DEMO_PASSWORD))
+        self.stdout.write(self.style.SUCCESS(f"Demo ready. Users (password: {DEMO_PASSWORD}):"))
         for username, role, level in PERSONAS:
             what = level.label if level else ("admin role" if role == Role.ADMIN else "no team")
             self.stdout.write(f"  {username:<9} {what}")
