@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.runs < 10_000:
         parser.error("--runs must be at least 10000 (deep pages need depth)")
+    if not args.database.replace("_", "").isalnum():
+        parser.error("--database: letters, digits and _ only (it is dropped and recreated)")
     return args
 
 
@@ -163,7 +165,8 @@ def scenarios() -> list[Scenario]:
     newest = Run.objects.order_by("-id").values_list("id", flat=True).first()
     deep = newest - int(newest * 0.9)
     listing = reverse("activity:list")
-    old_day = (dt.date.today() - dt.timedelta(weeks=11)).isoformat()
+    old = dt.date.today() - dt.timedelta(weeks=11)
+    old_day, old_day_3 = old.isoformat(), (old + dt.timedelta(days=2)).isoformat()
     out = []
     for user in ("bench-admin", "bench-editor"):
         ds = busy if user == "bench-admin" else quiet
@@ -173,9 +176,12 @@ def scenarios() -> list[Scenario]:
                      f"{listing}?status=failure&operation=scan"),
             Scenario(f"datastore={ds.name}", user, f"{listing}?datastore={ds.pk}"),
             Scenario(f"deep page (before={deep})", user, f"{listing}?before={deep}"),
-            # Beyond the targets: a heatmap cell 11 weeks back, and a user-name filter.
+            # Beyond the targets: a heatmap cell 11 weeks back, a 3-day From/To range there,
+            # and a user-name filter.
             Scenario(f"extra: one day ({old_day})", user,
                      f"{listing}?date_from={old_day}&date_to={old_day}"),
+            Scenario(f"extra: 3 days ({old_day}..)", user,
+                     f"{listing}?date_from={old_day}&date_to={old_day_3}"),
             Scenario("extra: by=analyst07", user, f"{listing}?by=analyst07"),
         ]
     out += poll_scenarios()
@@ -296,8 +302,9 @@ def machine() -> str:
 def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with "
-        f"`.venv/bin/python bench/activity.py --runs {args.runs}` "
-        f"({args.warmup} warm-up + {args.requests} timed requests per scenario).",
+        f"`.venv/bin/python bench/activity.py {' '.join(args.argv)}` "
+        f"({args.warmup} warm-up + {args.requests} timed requests per scenario"
+        f"{'; database seeded by an earlier run' if args.reused else ''}).",
         "",
         f"Machine: {machine()}. Load average (1 min): {args.load_before:.1f} before the "
         f"measurements, {os.getloadavg()[0]:.1f} after.",
@@ -362,6 +369,7 @@ def _key_lines(plan: list[str]) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     db_url = f"{args.server}/{args.database}"
     var_dir = ROOT / "var" / "bench"
     env = {
@@ -379,7 +387,8 @@ def main(argv=None) -> int:
     import django
 
     django.setup()
-    if not (args.reuse and _existing_runs() == args.runs):
+    args.reused = args.reuse and _existing_runs() == args.runs
+    if not args.reused:
         print(f"Recreating {args.database} and migrating...", flush=True)
         from django.db import connections
 

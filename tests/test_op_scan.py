@@ -322,7 +322,9 @@ def test_computed_container_is_scanned_as_a_subquery(source, datastore, editor):
     statuses = ", ".join(f"'{s}'" for s in ORDER_STATUSES)
     computed = Container.objects.create(
         datastore=datastore, name="odd_orders", kind="computed",
-        query=f"SELECT id, status FROM orders WHERE status NOT IN ({statuses});",
+        # The literal ':web' is SQL, not a bind parameter; the trailing ';' is dropped.
+        query=f"SELECT id, status FROM orders WHERE status NOT IN ({statuses}) "
+        "AND channel <> 'x:web' AND channel <> ' :web';",
     )
     Field.objects.create(container=computed, name="id", type="integer", position=0)
     Field.objects.create(container=computed, name="status", type="string", position=1)
