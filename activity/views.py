@@ -45,14 +45,15 @@ def activity_list(request, datastore_id: int | None = None):
             raise Http404("Datastore not found.")
         data["datastore"] = str(datastore_id)
     form = ActivityFilterForm(data, datastores=stores)
-    filters = form.filters()
-    page = selectors.run_page(request.user, filters, before=_positive_int(request.GET, "before"))
+    filters = form.filters().resolved()
+    before = _positive_int(request.GET, "before")
+    page = selectors.run_page(request.user, filters, before=before, stores=stores)
     selectors.attach_actions(request.user, page.runs)
     return render(request, "activity/activity.html", {
         "form": form,
         "page": page,
         "runs": page.runs,
-        "heatmap": selectors.heatmap(request.user, filters),
+        "heatmap": selectors.heatmap(request.user, filters, stores=stores),
         "datastore": datastore,
         "filtered": any(v for k, v in form.cleaned_data.items()
                         if not (datastore and k == "datastore")),

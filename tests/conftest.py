@@ -42,6 +42,15 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache: rolled-back ids come back in the next test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 # -- personas ----------------------------------------------------------------------------------
 @pytest.fixture
 def datastore(db, tmp_path):

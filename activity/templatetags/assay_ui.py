@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from functools import cache
 
 from django import template
 from django.templatetags.static import static
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 
 from activity.selectors import state_version as _state_version
 from runs.models import RunStatus
@@ -29,7 +32,7 @@ ACTION_ICONS = {"abort": "stop-circle", "resume": "restore", "rerun": "replay",
 @register.simple_tag
 def icon(name: str, css: str = "", title: str = ""):
     """An MDI glyph from the sprite. Decorative unless ``title`` is given."""
-    href = f"{static('icons/mdi.svg')}#{name}"
+    href = f"{_sprite()}#{name}"
     if title:
         return format_html(
             '<svg class="icon {}" role="img" aria-label="{}"><title>{}</title>'
@@ -42,6 +45,12 @@ def icon(name: str, css: str = "", title: str = ""):
     )
 
 
+@cache
+def _sprite() -> str:
+    # Resolved once per process: the Activity page draws dozens of icons.
+    return static("icons/mdi.svg")
+
+
 @register.simple_tag
 def state_icon(status: str, css: str = ""):
     return icon(STATE_ICONS.get(status, "clock-outline"), f"state-{status} {css}")
@@ -50,6 +59,35 @@ def state_icon(status: str, css: str = ""):
 @register.simple_tag
 def action_icon(action: str):
     return icon(ACTION_ICONS.get(str(action), "play-circle"))
+
+
+ACTION_TITLES = {
+    "abort": "Abort: stop this Run, keeping partial results",
+    "rerun": "Rerun: a new Run with the same configuration, from scratch",
+    "delete": "Delete this Run's record (its results stay)",
+}
+
+
+@register.simple_tag
+def action_title(action, run) -> str:
+    """The tooltip of an action button."""
+    if str(action) == "resume":
+        units = (run.progress_unit or "units").lower()
+        return f"Resume: a new Run over the {units} that did not finish"
+    return ACTION_TITLES.get(str(action), str(getattr(action, "label", action)))
+
+
+@register.filter
+def utc(value: dt.datetime | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A timestamp in UTC, the zone every page states. Plain ``strftime``: rows show several
+    timestamps each, and Django's ``date`` filter costs ten times more per call."""
+    return value.astimezone(dt.UTC).strftime(layout) if value else ""
+
+
+@register.filter
+def iso(value: dt.datetime | None) -> str:
+    """ISO 8601 with offset, for ``<time datetime>``."""
+    return value.astimezone(dt.UTC).isoformat() if value else ""
 
 
 @register.simple_tag
@@ -118,3 +156,37 @@ def state_version(run) -> str:
 @register.filter
 def tracks_units(run) -> bool:
     return get_operation(run.operation).tracks_units
+
+
+@register.simple_tag(takes_context=True)
+def heat_weeks(context, heatmap):
+    """The heatmap's week columns; each day links to its Runs under the current filters.
+
+    Built here rather than with ``{% querystring %}`` and ``|date`` per cell: 84 cells that
+    way were a third of the Activity page's rendering time.
+    """
+    query = context["request"].GET.copy()
+    for name in ("before", "date_from", "date_to"):
+        query.pop(name, None)
+    base = escape(f"?{query.urlencode()}&" if query else "?")
+    selected = heatmap["selected"]
+    columns = []
+    for week in heatmap["weeks"]:
+        first = week[0].day
+        cells = [f'<span class="heat-month" aria-hidden="true">'
+                 f'{first.strftime("%b") if first.day <= 7 else ""}</span>']  # fmt: skip
+        for day in week:
+            if day.in_future:
+                cells.append('<span class="heat-cell future"></span>')
+                continue
+            iso = day.day.isoformat()
+            runs = f"{day.count} Run{'' if day.count == 1 else 's'}"
+            css = f"heat-cell l{day.level}{' selected' if day.day == selected else ''}"
+            cells.append(
+                f'<a class="{css}" href="{base}date_from={iso}&amp;date_to={iso}" '
+                f'title="{runs} on {day.day:%a, %b} {day.day.day}" '
+                f'aria-label="{runs} on {iso}"></a>'
+            )
+        columns.append(f'<div class="heat-week">{"".join(cells)}</div>')
+    # Safe: the only outside input, the query string, is escaped; the rest is numbers and dates.
+    return mark_safe("".join(columns))  # noqa: S308
