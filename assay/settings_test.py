@@ -41,3 +41,5 @@ os.environ["ASSAY_TEST_DERIVED"] = ",".join(
 from assay.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# WhiteNoise serves collected files from here; tests render pages without collecting them.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

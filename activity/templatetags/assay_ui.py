@@ -8,6 +8,7 @@ from functools import cache
 
 from django import template
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
@@ -190,3 +191,39 @@ def heat_weeks(context, heatmap):
         columns.append(f'<div class="heat-week">{"".join(cells)}</div>')
     # Safe: the only outside input, the query string, is escaped; the rest is numbers and dates.
     return mark_safe("".join(columns))  # noqa: S308
+
+
+@register.simple_tag(takes_context=True)
+def run_actions(context, run):
+    """The action buttons this viewer may use on this Run, each a POST form (htmx-enhanced).
+
+    Python rather than template tags: a page shows up to 25 Runs with three actions each,
+    and this markup was half of each row's rendering time.
+    """
+    if not run.actions:
+        return ""
+    csrf = context.get("csrf_token")
+    next_url = context.get("next_url", "")
+    forms = []
+    for action in run.actions:
+        url = reverse("activity:run-action", args=[run.pk, action.value])
+        abort = (
+            format_html(
+                ' hx-target="closest [data-live]" hx-swap="outerHTML"'
+                ' hx-indicator="#abort-pending-{}"',
+                run.pk,
+            )
+            if action.value == "abort"
+            else ""
+        )
+        forms.append(format_html(
+            '<form method="post" action="{url}" hx-post="{url}" hx-vals=\'{{"confirmed": "1"}}\''
+            ' hx-confirm="{label} Run #{pk}?"{abort}>'
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{csrf}">'
+            '<input type="hidden" name="next" value="{next}">'
+            '<button type="submit" class="btn btn-sm act-{value}" title="{title}">{icon}'
+            '<span class="btn-label">{label}</span></button></form>',
+            url=url, label=action.label, pk=run.pk, abort=abort, csrf=csrf, next=next_url,
+            value=action.value, title=action_title(action, run), icon=action_icon(action.value),
+        ))  # fmt: skip
+    return format_html('<div class="actions">{}</div>', mark_safe("".join(forms)))  # noqa: S308
