@@ -24,6 +24,25 @@ def _membership(user: User):
     return Q(members=user) | Q(is_public=True)
 
 
+def visible_sql(user: User, datastore_column: str) -> tuple[str, list]:
+    """``visible_datastore_ids`` as a plain SQL condition on ``datastore_column``.
+
+    The same rule as ``_membership`` (a team of the user, or the Public team, holds the
+    datastore), for the live polls: each open page sends one every 2 s, and Django took
+    longer to build the nested ORM subqueries than PostgreSQL took to run them.
+    """
+    if user.role == Role.ADMIN:
+        return "1 = 1", []
+    members = Team.members.through._meta.db_table
+    holdings = Team.datastores.through._meta.db_table
+    return (
+        f"EXISTS (SELECT 1 FROM {holdings} td JOIN {Team._meta.db_table} t ON t.id = td.team_id"
+        f" WHERE td.datastore_id = {datastore_column} AND (t.is_public OR EXISTS ("
+        f"SELECT 1 FROM {members} m WHERE m.team_id = t.id AND m.user_id = %s)))",
+        [user.pk],
+    )
+
+
 def visible_datastore_ids(user: User) -> QuerySet | None:
     """Subquery of datastore ids the user can see; None means "all" (admin)."""
     from datastores.models import Datastore

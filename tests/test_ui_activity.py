@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import Level
+from accounts.models import Level, Team
 from runs import services
 from runs.logs import append_log
 from runs.models import Run, Schedule
@@ -344,8 +344,22 @@ def test_row_poll_204_while_unchanged_then_final_fragment(datastore, editor):
     assert f"/activity/runs/{run.pk}/rerun/" in final  # terminal actions appear
 
 
-def test_polls_hide_invisible_runs(datastore, outsider):
+@pytest.mark.both_backends
+def test_polls_answer_exactly_who_may_see_the_run(datastore, outsider, viewer, admin):
     run = make_run(datastore, status="running")
-    client = client_for(outsider)
-    for url in ("line", "more", "live", "logs"):
-        assert client.get(f"/activity/runs/{run.pk}/{url}/").status_code == 404
+    elsewhere = DatastoreFactory(name="elsewhere")
+    other_team = TeamFactory(name="other", level=Level.EDITOR)
+    other_team.members.add(outsider)
+    other_team.datastores.add(elsewhere)
+    hidden = make_run(elsewhere, status="running")
+    urls = ("line", "more", "live", "logs")
+    for url in urls:
+        assert client_for(outsider).get(f"/activity/runs/{run.pk}/{url}/").status_code == 404
+        assert client_for(outsider).get(f"/activity/runs/{hidden.pk}/{url}/").status_code == 200
+        assert client_for(viewer).get(f"/activity/runs/{run.pk}/{url}/").status_code == 200
+        assert client_for(viewer).get(f"/activity/runs/{hidden.pk}/{url}/").status_code == 404
+        assert client_for(admin).get(f"/activity/runs/{hidden.pk}/{url}/").status_code == 200
+    # The Public team's datastores are everybody's, without a membership row.
+    Team.objects.get(is_public=True).datastores.add(datastore)
+    for url in urls:
+        assert client_for(outsider).get(f"/activity/runs/{run.pk}/{url}/").status_code == 200
