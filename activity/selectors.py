@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from itertools import groupby
 
 from django.core.cache import cache
-from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
@@ -286,15 +285,18 @@ def heatmap(
     Counting 12 weeks of Runs on every page load is most of a page's time at 10^6 Runs a
     year, yet past days barely change: a Run in a terminal status is immutable (a database
     trigger enforces it) and Runs are only ever created "now". So the counts of past days'
-    terminal Runs are cached, keyed by everything that could change them: the query itself
-    (filters and visible datastores), the newest Run deletion, and the ids of past days' Runs
-    that are still active (when one finishes, the key changes). Today and those few active
-    Runs are counted live. Three small indexed queries on a hit.
+    terminal Runs are cached, keyed by everything that could change them: the filters, the
+    visible datastores, the day, the newest Run deletion, and the ids of past days' Runs that
+    are still active (when one finishes, the key changes). Today and those few active Runs
+    are counted live. Three small indexed queries on a hit.
     """
     today = today or timezone.now().date()
     # Columns are Monday..Sunday weeks; the last column holds today.
     first = today - dt.timedelta(days=today.weekday() + 7 * (HEATMAP_WEEKS - 1))
     today_start = _day_start(today)
+    filters = filters.resolved()  # names as ids: part of the cache key
+    if stores is None:  # the visible datastores are part of the key too
+        stores = list(visible_datastores(user))
     runs = filters.apply(_visible(user, stores), dates=False)
 
     # Past days' active Runs, whatever the filters: when one finishes it may join the
@@ -313,7 +315,7 @@ def heatmap(
     past = runs.filter(created_at__gte=_day_start(first), created_at__lt=today_start).exclude(
         status__in=ACTIVE_STATUSES
     )
-    key = _heatmap_key(past, stores, still_active)
+    key = _heatmap_key(user, filters, stores, still_active, today)
     closed = cache.get(key)
     if closed is None:
         closed = _per_day(past)
@@ -344,15 +346,19 @@ def _per_day(runs: QuerySet[Run]) -> dict[dt.date, int]:
 HEATMAP_CACHE_SECONDS = 24 * 3600
 
 
-def _heatmap_key(past: QuerySet, stores: list[Datastore] | None, active_ids: list[int]) -> str:
+def _heatmap_key(
+    user: User,
+    filters: RunFilters,
+    stores: list[Datastore],
+    active_ids: list[int],
+    today: dt.date,
+) -> str:
     deleted = RunDeletion.objects.aggregate(last=Max("id"))["last"]
-    try:
-        sql = str(past.query)
-    except EmptyResultSet:  # a filter that matches nothing (``none()``) has no SQL
-        sql = "none"
     parts = [
-        sql,
-        ",".join(str(s.pk) for s in stores or ()),  # a deleted datastore takes its Runs along
+        today.isoformat(),  # the past days are the 12 weeks before it
+        repr(replace(filters, date_from=None, date_to=None)),  # the heatmap ignores dates
+        # Whose Runs: the visible datastores (a deleted one takes its Runs along).
+        ",".join(str(s.pk) for s in stores),
         str(deleted),
         ",".join(map(str, active_ids)),
     ]

@@ -263,6 +263,18 @@ def test_heatmap_follows_finishing_deleted_and_new_runs(datastore, editor):
     assert f'aria-label="1 Run on {now.date().isoformat()}"' in page(client)
 
 
+def test_heatmap_follows_the_viewers_teams(datastore, viewer):
+    day = (timezone.now() - dt.timedelta(days=3)).date().isoformat()
+    other = DatastoreFactory(name="other")
+    make_run(other, created_at=timezone.now() - dt.timedelta(days=3))
+    client = client_for(viewer)
+    assert f'aria-label="0 Runs on {day}"' in page(client)
+    team = TeamFactory(name="late-joiners", level=Level.VIEWER)
+    team.members.add(viewer)
+    team.datastores.add(other)
+    assert f'aria-label="1 Run on {day}"' in page(client)
+
+
 # -- query counts ------------------------------------------------------------------------------
 def _mixed_runs(datastore, n, users):
     statuses = ["queued", "running", "success", "failure", "aborted"]
