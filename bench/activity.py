@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="PostgreSQL server URL (without database)")
     parser.add_argument("--database", default="assay_bench", help="database to (re)create")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per scenario")
+    parser.add_argument("--passes", type=int, default=4,
+                        help="rounds over all scenarios; the timed requests are split over them")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per scenario")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the database if it already holds --runs Runs")
@@ -150,6 +152,7 @@ class Result:
     scenario: Scenario
     p50_ms: float
     p95_ms: float
+    min_ms: float
     sql_ms: float
     status: int
     size: int
@@ -249,44 +252,59 @@ def _walk(node: dict):
         yield from _walk(child)
 
 
-def measure(scenario: Scenario, *, requests: int, warmup: int) -> Result:
+def _getter(scenario: Scenario):
+    """A logged-in ``get`` for the scenario (emptying the cache first when it is cold)."""
     from django.core.cache import cache
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from accounts.models import User
 
     client = Client()
     client.force_login(User.objects.get(username=scenario.user))
-    get = client.get
-    if scenario.cold:
-        def get(url, headers):
+
+    def get():
+        if scenario.cold:
             cache.clear()
-            return client.get(url, headers=headers)
-    for _ in range(warmup):
-        response = get(scenario.url, headers=scenario.headers)
+        response = client.get(scenario.url, headers=scenario.headers)
         if response.status_code != scenario.expect:
             raise SystemExit(
                 f"{scenario.name} as {scenario.user}: HTTP {response.status_code}, "
                 f"expected {scenario.expect}: {response.content[:300]!r}"
             )
+        return response
+
+    return get
+
+
+def timed(scenario: Scenario, *, requests: int, warmup: int) -> list[float]:
+    get = _getter(scenario)
+    for _ in range(warmup):
+        get()
     timings = []
     for _ in range(requests):
         started = time.perf_counter()
-        response = get(scenario.url, headers=scenario.headers)
+        get()
         timings.append((time.perf_counter() - started) * 1000)
-    # Separately, how much of that is SQL (Django's own per-query timing, median of a few).
+    return timings
+
+
+def measure(scenario: Scenario, timings: list[float]) -> Result:
+    """Pooled timings, plus the SQL share (Django's own per-query timing, median of 20 more
+    requests) and the plans of the last request's queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    get = _getter(scenario)
     sql_ms = []
-    for _ in range(min(requests, 20)):
+    for _ in range(20):
         with CaptureQueriesContext(connection) as captured:
-            response = get(scenario.url, headers=scenario.headers)
+            response = get()
         sql_ms.append(sum(float(q["time"]) for q in captured.captured_queries) * 1000)
     queries = [q["sql"] for q in captured.captured_queries]
     plans = [explain(sql) for sql in queries if sql.lstrip().upper().startswith("SELECT")]
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
-    return Result(scenario, cuts[49], cuts[94], statistics.median(sql_ms), response.status_code,
-                  len(response.content), queries, plans)
+    return Result(scenario, cuts[49], cuts[94], min(timings), statistics.median(sql_ms),
+                  response.status_code, len(response.content), queries, plans)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -315,15 +333,16 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with "
         f"`.venv/bin/python bench/activity.py {' '.join(args.argv)}` "
-        f"({args.warmup} warm-up + {args.requests} timed requests per scenario"
+        f"({args.warmup} warm-up + {args.requests} timed requests per scenario, in "
+        f"{args.passes} passes over all scenarios"
         f"{'; database seeded by an earlier run' if args.reused else ''}).",
         "",
         f"Machine: {machine()}. Load average (1 min): {args.load_before:.1f} before the "
         f"measurements, {os.getloadavg()[0]:.1f} after.",
         "",
-        "| Scenario | User | p50 ms | p95 ms | SQL ms | HTTP | Bytes | Queries | "
+        "| Scenario | User | p50 ms | p95 ms | min ms | SQL ms | HTTP | Bytes | Queries | "
         "runs_run indexes | Seq Scan on runs_run |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         run_plans = [p for p in r.plans if p["touches_runs"]]
@@ -331,7 +350,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         seq = any("runs_run" in p["seq_scans"] for p in r.plans)
         lines.append(
             f"| {r.scenario.name} | {r.scenario.user} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | "
-            f"{r.sql_ms:.1f} | {r.status} | {r.size} | {len(r.queries)} | "
+            f"{r.min_ms:.1f} | {r.sql_ms:.1f} | {r.status} | {r.size} | {len(r.queries)} | "
             f"{', '.join(indexes) or '-'} | {'**yes**' if seq else 'no'} |"
         )
     lines += ["", "Plans of the queries reading runs_run (`EXPLAIN (ANALYZE, BUFFERS)`, trimmed):"]
@@ -410,13 +429,23 @@ def main(argv=None) -> int:
         seed(args.runs)
 
     args.load_before = os.getloadavg()[0]
+    # Every scenario is measured in each of --passes rounds, its timings pooled: a burst of
+    # load from elsewhere on a shared machine then lands on all scenarios alike.
+    cases = scenarios()
+    pooled: list[list[float]] = [[] for _ in cases]
+    per_pass = max(1, args.requests // args.passes)
+    for round_ in range(args.passes):
+        print(f"Pass {round_ + 1} of {args.passes}...", flush=True)
+        for scenario, timings in zip(cases, pooled, strict=True):
+            timings += timed(scenario, requests=per_pass,
+                             warmup=args.warmup if round_ == 0 else 3)
     results = []
-    for scenario in scenarios():
-        result = measure(scenario, requests=args.requests, warmup=args.warmup)
+    for scenario, timings in zip(cases, pooled, strict=True):
+        result = measure(scenario, timings)
         results.append(result)
         print(f"{scenario.name:<40} {scenario.user:<13} p50 {result.p50_ms:7.2f} ms  "
-              f"p95 {result.p95_ms:7.2f} ms  SQL {result.sql_ms:6.2f} ms  "
-              f"{len(result.queries)} queries", flush=True)
+              f"p95 {result.p95_ms:7.2f} ms  min {result.min_ms:6.2f} ms  "
+              f"SQL {result.sql_ms:6.2f} ms  {len(result.queries)} queries", flush=True)
     text = report(results, args)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
