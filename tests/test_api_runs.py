@@ -482,7 +482,9 @@ def test_bad_paths_and_log_params_are_422(editor, datastore, path):
 def test_unknown_api_paths_and_methods_answer_json(editor):
     client = bearer(editor)
     assert_error(client.get("/api/v1/no-such-thing"), 404, "not_found")
-    assert client.put("/api/v1/runs").status_code == 405
+    response = client.put("/api/v1/runs")
+    assert_error(response, 405, "method_not_allowed")
+    assert set(response["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
 def test_openapi_schema_describes_the_endpoints(db):
