@@ -218,6 +218,23 @@ def test_bad_materialize_config_is_refused_and_nothing_is_stored(
     assert table_names(enrichment) == set()
 
 
+def test_containers_that_would_share_a_table_are_refused(editor, datastore, dbs):
+    source, enrichment = dbs.new("sqlite", "source"), dbs.new("sqlite", "enrichment")
+    generate_demo_source(source, rows=50)
+    link(datastore, source=source, enrichment=enrichment)
+    sync_catalogue(editor, datastore)
+    for name in ("sales-2024", "sales 2024"):
+        Container.objects.create(datastore=datastore, name=name, kind="computed",
+                                 query="SELECT id FROM regions")
+    runs = Run.objects.count()
+    for config in ({"containers": ["sales-2024", "sales 2024"]}, {}):
+        with pytest.raises(InvalidConfig, match="would both be materialized as") as caught:
+            run_launch(user=editor, datastore=datastore, operation="materialize", config=config)
+        assert caught.value.status_code == 422
+    assert Run.objects.count() == runs
+    assert table_names(enrichment) == set()
+
+
 def test_materialize_without_enrichment_is_refused(editor, datastore, dbs):
     link(datastore, source=dbs.new("sqlite", "source"))
     with pytest.raises(InvalidConfig, match="warehouse has no enrichment datastore"):

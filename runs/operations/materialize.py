@@ -65,14 +65,23 @@ class Materialize(Operation):
         require_enrichment(datastore)
         validate_container_names(config.containers, datastore=datastore)
         names = config.containers or datastore.containers.values_list("name", flat=True)
-        too_long = []
+        problems, targets = [], {}
         for name in names:
             try:
-                enrichment_table_name(datastore.enrichment_prefix, "mat", name)
+                target = enrichment_table_name(datastore.enrichment_prefix, "mat", name)
             except TableNameError as exc:
-                too_long.append(str(exc))
-        if too_long:
-            raise InvalidConfig(too_long[0], errors={"containers": too_long})
+                problems.append(str(exc))
+                continue
+            # "sales-2024" and "sales 2024" both become <prefix>_mat_sales_2024: the second
+            # copy would silently replace the first.
+            if target in targets:
+                problems.append(
+                    f"Containers {targets[target]!r} and {name!r} would both be materialized "
+                    f"as {target}; materialize them in separate Runs."
+                )
+            targets.setdefault(target, name)
+        if problems:
+            raise InvalidConfig(problems[0], errors={"containers": problems})
 
     def plan(self, ctx) -> list[Unit]:
         return plan_containers(ctx.config.containers, datastore=ctx.datastore)
