@@ -51,6 +51,15 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture
+def dbs(tmp_path):
+    """Throwaway source and enrichment databases for the test: ``dbs.new("sqlite", "source")``."""
+    from tests.enrichment_support import Databases
+
+    with Databases(tmp_path) as stack:
+        yield stack
+
+
 # -- personas ----------------------------------------------------------------------------------
 @pytest.fixture
 def datastore(db, tmp_path):

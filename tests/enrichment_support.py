@@ -3,20 +3,14 @@ databases on SQLite and PostgreSQL, and Runs driven through the real engine in t
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from contextlib import ExitStack, contextmanager
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 
-from runs import execution
-from runs.models import Run
-from runs.services import run_launch
+from tests.databases import throwaway_postgres_database
 
-POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 PG = pytest.mark.postgres_source
 
 # (source backend, enrichment backend): same dialect both sides, and across dialects.
@@ -29,21 +23,6 @@ BACKEND_PAIRS = [
 
 
 @contextmanager
-def postgres_database():
-    """A throwaway PostgreSQL database, dropped afterwards (even if connections remain)."""
-    name = f"assay_src_h5_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
 def database(backend: str, tmp_path, name: str):
     """An empty database of ``backend``; a SQLite enrichment file must exist beforehand."""
     if backend == "sqlite":
@@ -51,7 +30,7 @@ def database(backend: str, tmp_path, name: str):
         sqlite3.connect(path).close()
         yield f"sqlite:///{path}"
     else:
-        with postgres_database() as url:
+        with throwaway_postgres_database() as url:
             yield url
 
 
@@ -66,16 +45,12 @@ class Databases(ExitStack):
         return self.enter_context(database(backend, self.tmp_path, name))
 
 
-def run_now(user, datastore, operation: str, config: dict | None = None, **kwargs) -> Run:
-    """Launch like the web does, then execute in this process: the worker's code path."""
-    run = run_launch(user=user, datastore=datastore, operation=operation, config=config, **kwargs)
-    execution.execute_run(run.pk)
-    return Run.objects.get(pk=run.pk)
+def link(datastore, *, source: str, enrichment: str = "") -> None:
+    datastore.source_url = source
+    datastore.enrichment_url = enrichment
+    datastore.save()
 
 
-def sync_catalogue(user, datastore) -> None:
-    run = run_now(user, datastore, "sync")
-    assert run.status == "success", run.error
 
 
 def query(url: str, statement: str, **params) -> list[sa.RowMapping]:

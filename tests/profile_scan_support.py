@@ -5,15 +5,12 @@ per-table count of the statements the source receives."""
 from __future__ import annotations
 
 import re
-import secrets
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 
 from datastores.demo_source import (
     DEMO_METADATA,
@@ -25,11 +22,8 @@ from datastores.demo_source import (
     generate_demo_source,
 )
 from datastores.models import Check, CheckStatus, Container
-from runs import execution
-from runs.models import Run
-from runs.services import run_launch
+from tests.databases import sync_catalogue, throwaway_postgres_database
 
-POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 DEMO_ROWS = 2000
 DEMO_TABLES = sorted(DEMO_METADATA.tables)  # the 14 tables (the catalogue adds one view)
 
@@ -59,31 +53,26 @@ class DemoSource:
 
 
 @contextmanager
-def postgres_database():
-    """A throwaway PostgreSQL database for a source, dropped afterwards."""
-    name = f"assay_src_h4_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
 def demo_source_at(backend: str, tmp_path, rows: int = DEMO_ROWS):
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'source.sqlite3'}"
         yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
         return
-    with postgres_database() as url:
+    with throwaway_postgres_database() as url:
         yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres_source)]
+
+
+@contextmanager
+def synced_demo_source(backend: str, tmp_path, datastore, user):
+    """The demo source on ``backend`` as the datastore's source, catalogued by a Sync."""
+    with demo_source_at(backend, tmp_path) as demo:
+        datastore.source_url = demo.url
+        datastore.save()
+        sync_catalogue(user, datastore)
+        yield demo
 
 
 def execute(sql_text: str, url: str, **params) -> None:
@@ -104,16 +93,6 @@ def source_count(sql_text: str, url: str, **params) -> int:
         engine.dispose()
 
 
-def run_now(user, datastore, operation: str, config: dict | None = None) -> Run:
-    """Launch like the web does, then execute in this process: the worker's code path."""
-    run = run_launch(user=user, datastore=datastore, operation=operation, config=config or {})
-    execution.execute_run(run.pk)
-    return Run.objects.get(pk=run.pk)
-
-
-def sync_catalogue(user, datastore, include=("table", "view")) -> None:
-    run = run_now(user, datastore, "sync", {"include": list(include)})
-    assert run.status == "success", run.error
 
 
 def author_defect_checks(datastore) -> dict[str, Check]:

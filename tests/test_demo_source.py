@@ -1,13 +1,10 @@
 """The demo/benchmark source generators: determinism, exact defect manifests, both dialects."""
 
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import Engine, create_engine, text
 
 from datastores.demo_source import (
@@ -25,9 +22,9 @@ from datastores.demo_source import (
     generate_bench_table,
     generate_demo_source,
 )
+from tests.databases import throwaway_postgres_database
 
 ROWS = 2000
-POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 _statuses = ", ".join(f"'{s}'" for s in ORDER_STATUSES)
 # Each key's independent count; the regex rules are counted in Python (SQLite has no REGEXP).
@@ -83,15 +80,8 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"assay_demo_test_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
+    with throwaway_postgres_database() as url:
+        yield url
 
 
 @contextmanager

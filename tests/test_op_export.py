@@ -12,33 +12,20 @@ from runs.errors import InvalidConfig
 from runs.models import Run
 from runs.services import run_launch
 from tests.conftest import wait_for
+from tests.databases import run_now, sync_catalogue
 from tests.enrichment_support import (
     BACKEND_PAIRS,
     PG,
-    Databases,
     count,
     execute,
+    link,
     query,
-    run_now,
-    sync_catalogue,
     table_names,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TABLES = ("assay_export_anomalies", "assay_export_checks", "assay_export_field_profiles")
-
-
-@pytest.fixture
-def dbs(tmp_path):
-    with Databases(tmp_path) as stack:
-        yield stack
-
-
-def link(datastore, *, source: str, enrichment: str = "") -> None:
-    datastore.source_url = source
-    datastore.enrichment_url = enrichment
-    datastore.save()
 
 
 def populate(editor, datastore) -> None:

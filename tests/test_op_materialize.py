@@ -1,6 +1,5 @@
 """Materialize: containers are copied into the enrichment datastore, streamed in batches."""
 
-import threading
 import time
 import tracemalloc
 from datetime import datetime
@@ -8,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from django.db import connection
 
 from datastores.demo_source import generate_bench_table, generate_demo_source
 from datastores.models import Container
@@ -17,33 +15,20 @@ from runs.errors import InvalidConfig
 from runs.models import LogLevel, Run
 from runs.services import run_abort, run_launch
 from tests.conftest import wait_for
+from tests.databases import execute_in_thread, run_now, sync_catalogue
 from tests.enrichment_support import (
     BACKEND_PAIRS,
     PG,
-    Databases,
     count,
     execute,
+    link,
     query,
-    run_now,
-    sync_catalogue,
     table_names,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 COMPUTED_QUERY = "SELECT id, customer_id, ordered_at FROM orders WHERE status = 'delivered'"
-
-
-@pytest.fixture
-def dbs(tmp_path):
-    with Databases(tmp_path) as stack:
-        yield stack
-
-
-def link(datastore, *, source: str, enrichment: str = "") -> None:
-    datastore.source_url = source
-    datastore.enrichment_url = enrichment
-    datastore.save()
 
 
 def typed_rows(url: str, table: str, columns: list[str]) -> list[tuple]:
@@ -255,14 +240,7 @@ def test_abort_lands_quickly_and_keeps_the_tables_already_written(
     run = run_launch(user=editor, datastore=datastore, operation="materialize",
                      config={"containers": ["regions", "bench_events"]})
 
-    def work():
-        try:
-            execution.execute_run(run.pk)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=work)
-    worker.start()
+    worker = execute_in_thread(run.pk)
     wait_for(lambda: Run.objects.get(pk=run.pk).progress_done >= 1, timeout=30,
              message="regions was not materialized")
     requested = time.monotonic()

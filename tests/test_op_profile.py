@@ -16,7 +16,8 @@ from runs.errors import InvalidConfig
 from runs.models import LogLevel, Run, RunStatus
 from runs.services import run_launch
 from tests.conftest import wait_for
-from tests.profile_scan_support import BACKENDS, demo_source_at, execute, run_now, sync_catalogue
+from tests.databases import run_now
+from tests.profile_scan_support import BACKENDS, execute, synced_demo_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,19 +27,13 @@ LEVEL_TWO = LEVEL_ONE | {"between", "matches_pattern", "unique", "max_length"}
 
 @pytest.fixture(params=BACKENDS)
 def source(request, tmp_path, datastore, editor):
-    with demo_source_at(request.param, tmp_path) as demo:
-        datastore.source_url = demo.url
-        datastore.save()
-        sync_catalogue(editor, datastore)
+    with synced_demo_source(request.param, tmp_path, datastore, editor) as demo:
         yield demo
 
 
 @pytest.fixture
 def sqlite_source(tmp_path, datastore, editor):
-    with demo_source_at("sqlite", tmp_path) as demo:
-        datastore.source_url = demo.url
-        datastore.save()
-        sync_catalogue(editor, datastore)
+    with synced_demo_source("sqlite", tmp_path, datastore, editor) as demo:
         yield demo
 
 

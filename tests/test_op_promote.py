@@ -1,9 +1,7 @@
 """Promote: check definitions copied between containers of two datastores, check by check."""
 
-import threading
 
 import pytest
-from django.db import connection
 
 from accounts.models import Level
 from datastores.demo_source import PHONE_PATTERN, generate_demo_source
@@ -13,18 +11,13 @@ from runs.errors import InvalidConfig, NotFound, PermissionDenied
 from runs.models import LogLevel, Run
 from runs.services import run_abort, run_launch, run_resume
 from tests.conftest import wait_for
-from tests.enrichment_support import Databases, execute, run_now, sync_catalogue
+from tests.databases import execute_in_thread, run_now, sync_catalogue
+from tests.enrichment_support import execute
 from tests.factories import DatastoreFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PROMOTE = {"source_container": "customers", "destination_container": "customers"}
-
-
-@pytest.fixture
-def dbs(tmp_path):
-    with Databases(tmp_path) as stack:
-        yield stack
 
 
 def grant(user, datastore, level: Level) -> None:
@@ -265,14 +258,7 @@ def test_resume_of_an_aborted_promote_processes_only_unfinished_checks(
     original = run_launch(user=editor, datastore=datastore, operation="promote", config=config,
                           destination=lakehouse)
 
-    def work():
-        try:
-            execution.execute_run(original.pk)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=work)
-    worker.start()
+    worker = execute_in_thread(original.pk)
     wait_for(lambda: Run.objects.get(pk=original.pk).progress_done >= 5, timeout=30)
     run_abort(run=original, user=editor)
     worker.join(timeout=30)

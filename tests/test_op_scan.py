@@ -9,15 +9,14 @@ from runs.errors import InvalidConfig
 from runs.models import LogLevel, Run, RunStatus
 from runs.services import run_launch
 from tests.conftest import wait_for
+from tests.databases import run_now
 from tests.profile_scan_support import (
     BACKENDS,
     DEFECT_CHECKS,
     author_defect_checks,
-    demo_source_at,
     execute,
-    run_now,
     source_count,
-    sync_catalogue,
+    synced_demo_source,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,19 +24,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(params=BACKENDS)
 def source(request, tmp_path, datastore, editor):
-    with demo_source_at(request.param, tmp_path) as demo:
-        datastore.source_url = demo.url
-        datastore.save()
-        sync_catalogue(editor, datastore)
+    with synced_demo_source(request.param, tmp_path, datastore, editor) as demo:
         yield demo
 
 
 @pytest.fixture
 def sqlite_source(tmp_path, datastore, editor):
-    with demo_source_at("sqlite", tmp_path) as demo:
-        datastore.source_url = demo.url
-        datastore.save()
-        sync_catalogue(editor, datastore)
+    with synced_demo_source("sqlite", tmp_path, datastore, editor) as demo:
         yield demo
 
 

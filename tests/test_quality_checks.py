@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import secrets
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -29,9 +27,9 @@ from datastores.quality import (
     json_safe,
     validate_check,
 )
+from tests.databases import throwaway_postgres_database
 
 NOW = datetime(2024, 6, 15, 12, 0, tzinfo=UTC)
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -108,18 +106,6 @@ CHECKS = [check for check, _ in EXPECTED_FAILURES]
 
 def _spec(key: str) -> CheckSpec:
     return next(check for check in CHECKS if check.key == key)
-
-
-@contextmanager
-def throwaway_postgres_database() -> Iterator[str]:
-    name = f"assay_quality_test_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(

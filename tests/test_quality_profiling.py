@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,6 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -27,9 +25,9 @@ from datastores.quality import (
     profile_table,
     validate_check,
 )
+from tests.databases import throwaway_postgres_database
 
 NOW = datetime(2024, 7, 1, tzinfo=UTC)
-POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 ROW_COUNT = 24
 WIDE_COLUMNS = 300  # more aggregates than one PostgreSQL SELECT may return
 
@@ -78,18 +76,6 @@ def _product(number: int) -> dict[str, object]:
 
 PRODUCTS = [_product(number) for number in range(1, ROW_COUNT + 1)]
 COLUMN_NAMES = [column.name for column in products.c]
-
-
-@contextmanager
-def throwaway_postgres_database() -> Iterator[str]:
-    name = f"assay_quality_test_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

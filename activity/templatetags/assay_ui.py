@@ -70,7 +70,6 @@ ACTION_TITLES = {
 }
 
 
-@register.simple_tag
 def action_title(action, run) -> str:
     """The tooltip of an action button."""
     if str(action) == "resume":
