@@ -31,7 +31,8 @@ _default("ASSAY_TEST_DATABASE_NAME", str(_var / "test.sqlite3"))
 if os.environ.get("ASSAY_TEST_BROKER") == "redis":
     # One Redis database per xdist worker keeps their queues apart.
     _index = int(_worker[2:]) + 1 if _worker.startswith("gw") else 0
-    _default("CELERY_BROKER_URL", f"redis://127.0.0.1:6379/{_index % 16}")
+    _redis = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    _default("CELERY_BROKER_URL", f"{_redis}/{_index % 16}")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ["ASSAY_TEST_DERIVED_FOR"] = _worker
 os.environ["ASSAY_TEST_DERIVED"] = ",".join(
