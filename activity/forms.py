@@ -6,6 +6,7 @@ one definition of an operation's options, the form only chooses a widget per fie
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import types
 import typing
@@ -16,8 +17,7 @@ from pydantic.fields import FieldInfo
 
 from datastores.models import Datastore
 from runs.models import ActorKind, Operation, RunStatus
-
-from .selectors import RunFilters
+from runs.selectors import RunFilters, day_start
 
 
 class ActivityFilterForm(forms.Form):
@@ -54,14 +54,17 @@ class ActivityFilterForm(forms.Form):
         """The valid filters; an invalid value is reported on the form and ignored."""
         self.is_valid()
         data = {name: self.cleaned_data.get(name) for name in self.fields}
+        date_from, date_to = data["date_from"], data["date_to"]
         return RunFilters(
-            datastore=data["datastore"],
-            operation=data["operation"] or "",
-            status=data["status"] or "",
+            datastores=() if data["datastore"] is None else (data["datastore"],),
+            operations=(data["operation"],) if data["operation"] else (),
+            statuses=(data["status"],) if data["status"] else (),
             trigger=data["trigger"] or "",
             triggered_by=(data["by"] or "").strip(),
-            date_from=data["date_from"],
-            date_to=data["date_to"],
+            created_after=day_start(date_from) if date_from else None,
+            created_before=day_start(date_to + dt.timedelta(days=1))
+            if date_to and date_to < dt.date.max
+            else None,
             run_id=data["run"],
         )
 

@@ -4,34 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import groupby
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet, Subquery
+from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import Role, User
+from accounts.models import User
 from accounts.permissions import (
     datastore_level,
     datastore_levels,
     visible_datastore_ids,
     visible_sql,
 )
+from assay.paging import Page
 from datastores.models import Container, Datastore
-from runs.models import (
-    ACTIVE_STATUSES,
-    ActorKind,
-    Run,
-    RunContainer,
-    RunDeletion,
-    RunLogEntry,
-    Schedule,
-)
+from runs.models import ACTIVE_STATUSES, Run, RunContainer, RunDeletion, RunLogEntry
 from runs.policy import available_actions, level_allows
+from runs.selectors import RunFilters, day_start, runs_for, visible_runs
+from runs.selectors import run_page as shared_run_page
 
 PAGE_SIZE = 25
 HEATMAP_WEEKS = 12
@@ -40,124 +35,14 @@ LOG_PAGE_LINES = 500
 
 
 # -- runs --------------------------------------------------------------------------------------
-def runs_for(user: User, stores: list[Datastore] | None = None) -> QuerySet[Run]:
-    """The Runs the user may see, with what a row shows loaded.
-
-    ``stores``, the user's visible datastores when the caller has loaded them already, turns
-    the permission subquery into a literal id list, which PostgreSQL plans faster.
-    """
-    return _visible(user, stores).for_list()
-
-
-def _visible(user: User, stores: list[Datastore] | None) -> QuerySet[Run]:
-    if stores is None or user.role == Role.ADMIN:
-        return Run.objects.visible_to(user)
-    return Run.objects.filter(datastore_id__in=[store.pk for store in stores])
-
-
-@dataclass(frozen=True)
-class RunFilters:
-    datastore: int | None = None
-    operation: str = ""
-    status: str = ""
-    trigger: str = ""  # user / schedule / system
-    triggered_by: str = ""  # user name or schedule name
-    date_from: dt.date | None = None
-    date_to: dt.date | None = None
-    run_id: int | None = None
-    # ``triggered_by`` resolved to user and schedule ids (see ``resolved``).
-    by_user_ids: tuple[int, ...] | None = None
-    by_schedule_ids: tuple[int, ...] | None = None
-
-    @property
-    def dated(self) -> bool:
-        return bool(self.date_from or self.date_to)
-
-    def resolved(self) -> RunFilters:
-        """The same filters with the name in ``triggered_by`` turned into ids.
-
-        Users and schedules are small tables; matching their names first lets the Runs
-        query use its indexes on ``triggered_by_user_id`` and ``schedule_id`` instead of
-        testing every Run's joined names. Two queries, once per request.
-        """
-        if not self.triggered_by or self.by_user_ids is not None:
-            return self
-        name = self.triggered_by
-        users = User.objects.filter(
-            Q(username__icontains=name)
-            | Q(first_name__icontains=name)
-            | Q(last_name__icontains=name)
-        )
-        schedules = Schedule.objects.filter(name__icontains=name)
-        return replace(
-            self,
-            by_user_ids=tuple(users.order_by("pk").values_list("pk", flat=True)),
-            by_schedule_ids=tuple(schedules.order_by("pk").values_list("pk", flat=True)),
-        )
-
-    def apply(self, runs: QuerySet[Run], *, dates: bool = True) -> QuerySet[Run]:
-        if self.run_id is not None:
-            runs = runs.filter(pk=self.run_id)
-        if self.datastore is not None:
-            runs = runs.filter(datastore_id=self.datastore)
-        if self.operation:
-            runs = runs.filter(operation=self.operation)
-        if self.status:
-            runs = runs.filter(status=self.status)
-        if self.trigger:
-            runs = runs.filter(triggered_by_kind=self.trigger)
-        if self.triggered_by:
-            by = self.resolved()
-            if not (by.by_user_ids or by.by_schedule_ids):
-                return runs.none()
-            runs = runs.filter(
-                Q(triggered_by_user_id__in=by.by_user_ids)
-                | Q(triggered_by_kind=ActorKind.SCHEDULE, schedule_id__in=by.by_schedule_ids)
-            )
-        if dates:
-            if self.date_from:
-                runs = runs.filter(created_at__gte=_day_start(self.date_from))
-            if self.date_to:
-                runs = runs.filter(created_at__lt=_day_start(self.date_to + dt.timedelta(days=1)))
-        return runs
-
-
-def _day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
-
-
-@dataclass
-class RunPage:
-    runs: list[Run]
-    next_before: int | None  # ?before= of the next (older) page, None on the last page
+# The Run list itself is shared with the API: runs.selectors.
 
 
 def run_page(
     user: User, filters: RunFilters, *, before: int | None, stores: list[Datastore] | None = None
-) -> RunPage:
-    """Newest first, keyset-paginated: one query, no OFFSET, no COUNT.
-
-    ``before`` is the id of the last Run of the previous page. Undated pages walk the primary
-    key (ids follow creation). Dated pages walk ``created_at`` instead: their Runs may all sit
-    far back, and walking ids from the newest would read every Run in between.
-    """
-    runs = filters.apply(runs_for(user, stores))
-    if filters.dated:
-        if before is not None:
-            # The last shown Run's time (or the nearest older Run's, if it was deleted).
-            shown = Run.objects.filter(pk__lte=before).order_by("-pk").values("created_at")[:1]
-            runs = runs.filter(created_at__lte=Subquery(shown)).filter(
-                Q(created_at__lt=Subquery(shown)) | Q(pk__lt=before)
-            )
-        runs = runs.order_by("-created_at", "-id")
-    else:
-        if before is not None:
-            runs = runs.filter(pk__lt=before)
-        runs = runs.order_by("-id")
-    rows = list(runs[: PAGE_SIZE + 1])
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    return RunPage(rows, rows[-1].pk if more else None)
+) -> Page:
+    """A page of the Activity list (PAGE_SIZE Runs), see ``runs.selectors.run_page``."""
+    return shared_run_page(user, filters, before=before, limit=PAGE_SIZE, stores=stores)
 
 
 def attach_actions(user: User, runs: list[Run]) -> None:
@@ -293,16 +178,16 @@ def heatmap(
     today = today or timezone.now().date()
     # Columns are Monday..Sunday weeks; the last column holds today.
     first = today - dt.timedelta(days=today.weekday() + 7 * (HEATMAP_WEEKS - 1))
-    today_start = _day_start(today)
+    today_start = day_start(today)
     filters = filters.resolved()  # names as ids: part of the cache key
     if stores is None:  # the visible datastores are part of the key too
         stores = list(visible_datastores(user))
-    runs = filters.apply(_visible(user, stores), dates=False)
+    runs = filters.apply(visible_runs(user, stores), dates=False)
 
     # Past days' active Runs, whatever the filters: when one finishes it may join the
     # filtered count (a status filter, say), so their ids are part of the cache key.
     still_active = list(
-        Run.objects.filter(created_at__gte=_day_start(first), created_at__lt=today_start,
+        Run.objects.filter(created_at__gte=day_start(first), created_at__lt=today_start,
                            status__in=ACTIVE_STATUSES)
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -312,7 +197,7 @@ def heatmap(
         live |= Q(pk__in=still_active)
     counts = _per_day(runs.filter(live))
 
-    past = runs.filter(created_at__gte=_day_start(first), created_at__lt=today_start).exclude(
+    past = runs.filter(created_at__gte=day_start(first), created_at__lt=today_start).exclude(
         status__in=ACTIVE_STATUSES
     )
     key = _heatmap_key(user, filters, stores, still_active, today)
@@ -333,8 +218,16 @@ def heatmap(
             level = 0 if n == 0 else min(4, 1 + (4 * n - 1) // max(peak, 1))
             week.append(HeatDay(day, n, level, day > today))
         weeks.append(week)
-    selected = filters.date_from if filters.date_from == filters.date_to else None
+    selected = selected_day(filters)
     return {"weeks": weeks, "total": sum(counts.values()), "selected": selected}
+
+
+def selected_day(filters: RunFilters) -> dt.date | None:
+    """The one day the filters select (a heatmap cell), if they select exactly one."""
+    start, end = filters.created_after, filters.created_before
+    if start and end and start == day_start(start.date()) and end - start == dt.timedelta(days=1):
+        return start.date()
+    return None
 
 
 def _per_day(runs: QuerySet[Run]) -> dict[dt.date, int]:
@@ -356,7 +249,7 @@ def _heatmap_key(
     deleted = RunDeletion.objects.aggregate(last=Max("id"))["last"]
     parts = [
         today.isoformat(),  # the past days are the 12 weeks before it
-        repr(replace(filters, date_from=None, date_to=None)),  # the heatmap ignores dates
+        repr(filters.undated()),  # the heatmap ignores dates
         # Whose Runs: the visible datastores (a deleted one takes its Runs along).
         ",".join(str(s.pk) for s in stores),
         str(deleted),

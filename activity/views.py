@@ -48,11 +48,11 @@ def activity_list(request, datastore_id: int | None = None):
     filters = form.filters().resolved()
     before = _positive_int(request.GET, "before")
     page = selectors.run_page(request.user, filters, before=before, stores=stores)
-    selectors.attach_actions(request.user, page.runs)
+    selectors.attach_actions(request.user, page.items)
     return render(request, "activity/activity.html", {
         "form": form,
         "page": page,
-        "runs": page.runs,
+        "runs": page.items,
         "heatmap": selectors.heatmap(request.user, filters, stores=stores),
         "datastore": datastore,
         "filtered": any(v for k, v in form.cleaned_data.items()

@@ -125,6 +125,9 @@ class CheckOrigin(models.TextChoices):
 
 class Check(models.Model):
     container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="checks")
+    # The container's datastore, copied (see ``save``): lists filter and page by datastore on
+    # one index instead of joining containers.
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="+")
     type = models.CharField(max_length=32)
     field_name = models.CharField(max_length=255, blank=True, default="")
     params = models.JSONField(default=dict)
@@ -135,6 +138,9 @@ class Check(models.Model):
         max_length=16, choices=CheckOrigin.choices, default=CheckOrigin.AUTHORED
     )
     description = models.CharField(max_length=255, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -154,9 +160,65 @@ class Check(models.Model):
                 name="inferred_check_unique",
             ),
         ]
+        # Keyset pages walk ``id`` backwards inside the filtered set: each list filter leads
+        # an index that ends in ``id``.
+        indexes = [
+            models.Index(fields=["datastore", "status", "id"], name="check_store_status_id"),
+            models.Index(fields=["container", "status", "id"], name="check_container_status_id"),
+            models.Index(fields=["status", "id"], name="check_status_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type}({self.field_name})" if self.field_name else self.type
+
+    def save(self, *args, **kwargs):
+        if self.datastore_id is None and self.container_id is not None:
+            self.datastore_id = (
+                Container.objects.filter(pk=self.container_id)
+                .values_list("datastore_id", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
+
+    @property
+    def label(self) -> str:
+        """Type and field only: safe to show at every level (params may hold source values)."""
+        return check_label(self.type, self.field_name)
+
+
+def check_label(type: str, field_name: str) -> str:
+    kind = type.replace("_", " ") if type else "rolled-up checks"
+    return f"{field_name}: {kind}" if field_name else kind
+
+
+class CheckEvaluation(models.Model):
+    """One check's result in one Scan (or External Scan): how flapping shows."""
+
+    check_rule = models.ForeignKey(Check, on_delete=models.CASCADE, related_name="evaluations")
+    run_id = models.BigIntegerField()  # plain id: the Run may be deleted
+    # None when the check could not run (``error`` says why).
+    failed_count = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    anomaly = models.ForeignKey(
+        "Anomaly", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evaluated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(failed_count__isnull=True) | Q(failed_count__gte=0),
+                name="evaluation_count_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["check_rule", "id"], name="evaluation_check_id"),
+            models.Index(fields=["run_id"], name="evaluation_run"),
+        ]
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_count == 0
 
 
 class AnomalyStatus(models.TextChoices):
@@ -165,21 +227,37 @@ class AnomalyStatus(models.TextChoices):
     RESOLVED = "resolved", "Resolved"
 
 
+OPEN_ANOMALY_STATUSES = (AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED)
+
+
 class Anomaly(models.Model):
-    """A failed check found by a Scan; it outlives the Run that found it."""
+    """A failed check found by a Scan; it outlives the Run that found it.
+
+    One open (active or acknowledged) anomaly per check: a later Scan of the same failing check
+    updates it (count, examples, last seen) instead of adding a twin.
+    """
 
     container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="anomalies")
+    # The container's datastore, copied (see ``save``), for the list's filters and paging.
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="+")
     check_rule = models.ForeignKey(
         Check, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies"
     )
+    # The check's type when found ("" for a rolled-up anomaly), so the list filters on it
+    # without a join.
+    check_type = models.CharField(max_length=32, blank=True, default="")
+    field_name = models.CharField(max_length=255, blank=True, default="")
     run_id = models.BigIntegerField(null=True, blank=True)  # plain id: the Run may be deleted
+    last_run_id = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(
         max_length=16, choices=AnomalyStatus.choices, default=AnomalyStatus.ACTIVE
     )
     failed_count = models.BigIntegerField()
     examples = models.JSONField(default=list)
     description = models.CharField(max_length=255, blank=True, default="")
+    times_seen = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -189,5 +267,61 @@ class Anomaly(models.Model):
                 condition=Q(status__in=AnomalyStatus.values), name="anomaly_status_valid"
             ),
             models.CheckConstraint(condition=Q(failed_count__gte=0), name="anomaly_count_valid"),
+            models.UniqueConstraint(
+                fields=["check_rule"],
+                condition=Q(status__in=OPEN_ANOMALY_STATUSES, check_rule__isnull=False),
+                name="one_open_anomaly_per_check",
+            ),
+            # Rolled-up anomalies have no check: one open rollup per container.
+            models.UniqueConstraint(
+                fields=["container"],
+                condition=Q(status__in=OPEN_ANOMALY_STATUSES, check_rule__isnull=True,
+                            check_type=""),
+                name="one_open_rollup_per_container",
+            ),
         ]
-        indexes = [models.Index(fields=["container", "status"])]
+        indexes = [
+            models.Index(fields=["status", "id"], name="anomaly_status_id"),
+            models.Index(fields=["datastore", "status", "id"], name="anomaly_store_status_id"),
+            models.Index(fields=["container", "status", "id"], name="anomaly_container_status_id"),
+            models.Index(fields=["check_type", "status", "id"], name="anomaly_type_status_id"),
+            models.Index(fields=["check_rule", "id"], name="anomaly_check_id"),
+            models.Index(fields=["created_at", "id"], name="anomaly_created_id"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if self.datastore_id is None and self.container_id is not None:
+            self.datastore_id = (
+                Container.objects.filter(pk=self.container_id)
+                .values_list("datastore_id", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ANOMALY_STATUSES
+
+    @property
+    def label(self) -> str:
+        """Type and field only: safe to show at every level."""
+        return check_label(self.check_type, self.field_name)
+
+
+class AnomalyEvent(models.Model):
+    """One status change of an anomaly: who (a user, or the Run that did it), when, why."""
+
+    anomaly = models.ForeignKey(Anomaly, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, blank=True, default="")  # "" when found
+    to_status = models.CharField(max_length=16, choices=AnomalyStatus.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150)  # kept when the user is gone
+    run_id = models.BigIntegerField(null=True, blank=True)
+    comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["anomaly", "id"], name="anomaly_event_anomaly_id")]

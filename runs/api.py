@@ -4,9 +4,6 @@ Thin: every read checks visibility (an invisible Run is a 404, exactly like an u
 every write goes through a service that asks ``runs.policy``.
 """
 
-import base64
-import binascii
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,9 +15,10 @@ from pydantic import StrictBool, StrictInt, model_validator
 from accounts.models import Level, User
 from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
 from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PathId, Strict
+from assay.paging import decode_cursor, encode_cursor
 from datastores.models import Datastore
 from runs import services
-from runs.errors import InvalidInput, NotFound, RunServiceError
+from runs.errors import InvalidInput, NotFound
 from runs.external_scan import (
     CheckOutcome,
     external_scan_finish,
@@ -31,6 +29,7 @@ from runs.logs import log_download_response
 from runs.models import Operation, Run, RunLogEntry, RunStatus, Schedule, Via
 from runs.policy import Action, available_actions
 from runs.schedules import schedule_create, schedule_delete
+from runs.selectors import RunFilters, run_page
 
 router = Router(tags=["runs"])
 
@@ -86,7 +85,7 @@ class RunPage(Schema):
     next_cursor: str | None
 
 
-class RunFilters(Schema):
+class RunQuery(Schema):
     status: list[RunStatus] = Field(default_factory=list)
     operation: list[Operation] = Field(default_factory=list)
     datastore: list[Id] = Field(default_factory=list)
@@ -241,27 +240,6 @@ def datastore_or_404(datastore_id: int | None) -> Datastore | None:
     return datastore
 
 
-class InvalidCursor(RunServiceError):
-    status_code = 400
-    code = "invalid_cursor"
-
-
-def encode_cursor(run_id: int) -> str:
-    return base64.urlsafe_b64encode(f"run:{run_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The id a page continues below. Cursors are opaque to clients; garbage is a 400."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    match = re.fullmatch(r"run:([1-9][0-9]{0,18})", raw)
-    if match is None or int(match.group(1)) > MAX_ID:
-        raise InvalidCursor("Invalid cursor: pass next_cursor from a previous page as is.")
-    return int(match.group(1))
-
-
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and timezone.is_naive(value):
         return value.replace(tzinfo=UTC)  # the API speaks UTC
@@ -270,33 +248,24 @@ def _aware(value: datetime | None) -> datetime | None:
 
 # -- runs --------------------------------------------------------------------------------------
 @router.get("/runs", response={200: RunPage, **ERRORS}, summary="List Runs, newest first")
-def list_runs(request: HttpRequest, filters: Query[RunFilters]):
+def list_runs(request: HttpRequest, filters: Query[RunQuery]):
     user = _user(request)
-    runs = Run.objects.for_list()
-    visible = visible_datastore_ids(user)
-    if visible is not None:
-        runs = runs.filter(datastore_id__in=visible)
-    if filters.status:
-        runs = runs.filter(status__in=filters.status)
-    if filters.operation:
-        runs = runs.filter(operation__in=filters.operation)
-    if filters.datastore:
-        runs = runs.filter(datastore_id__in=filters.datastore)
-    if filters.created_after:
-        runs = runs.filter(created_at__gte=_aware(filters.created_after))
-    if filters.created_before:
-        runs = runs.filter(created_at__lt=_aware(filters.created_before))
-    if filters.cursor:
-        # Keyset on id, never OFFSET: Runs launched while a client pages have higher ids and
-        # cannot shift the pages it has not read yet.
-        runs = runs.filter(pk__lt=decode_cursor(filters.cursor))
-    page = list(runs.order_by("-pk")[: filters.limit + 1])
-    more = len(page) > filters.limit
-    page = page[: filters.limit]
-    levels = datastore_levels(user, {run.datastore_id for run in page})
+    page = run_page(
+        user,
+        RunFilters(
+            datastores=tuple(filters.datastore),
+            operations=tuple(filters.operation),
+            statuses=tuple(filters.status),
+            created_after=_aware(filters.created_after),
+            created_before=_aware(filters.created_before),
+        ),
+        before=decode_cursor("run", filters.cursor) if filters.cursor else None,
+        limit=filters.limit,
+    )
+    levels = datastore_levels(user, {run.datastore_id for run in page.items})
     return {
-        "items": [run_json(run, levels.get(run.datastore_id)) for run in page],
-        "next_cursor": encode_cursor(page[-1].pk) if more else None,
+        "items": [run_json(run, levels.get(run.datastore_id)) for run in page.items],
+        "next_cursor": encode_cursor("run", page.next_before) if page.next_before else None,
     }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import models
 
 from accounts.models import Level
+from datastores.models import AnomalyStatus, CheckStatus
 from runs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Operation, Run, RunStatus
 
 
@@ -65,3 +66,102 @@ def available_actions(run: Run, level: Level | None) -> list[Action]:
     if run.abort_requested_at is not None and Action.ABORT in actions:
         actions.remove(Action.ABORT)
     return actions
+
+
+# -- checks and anomalies ----------------------------------------------------------------------
+# The results Runs produce, in the same table: each action, the statuses it applies to, the
+# status it leads to, and the level it needs on the datastore (admins always have it).
+# Reporter < Viewer < Drafter < Author < Editor; each level may do what the ones below may.
+
+
+class CheckAction(models.TextChoices):
+    ACTIVATE = "activate", "Activate"
+    ARCHIVE = "archive", "Archive"
+    TO_DRAFT = "draft", "Back to draft"
+
+
+class AnomalyAction(models.TextChoices):
+    ACKNOWLEDGE = "acknowledge", "Acknowledge"
+    RESOLVE = "resolve", "Resolve"
+    REOPEN = "reopen", "Reopen"
+
+
+@dataclass(frozen=True)
+class Transition:
+    from_statuses: frozenset[str]
+    to: str
+    level: Level
+
+
+CHECK_TRANSITIONS: dict[CheckAction, Transition] = {
+    CheckAction.ACTIVATE: Transition(
+        frozenset({CheckStatus.DRAFT, CheckStatus.ARCHIVED}), CheckStatus.ACTIVE, Level.AUTHOR
+    ),
+    CheckAction.ARCHIVE: Transition(
+        frozenset({CheckStatus.DRAFT, CheckStatus.ACTIVE}), CheckStatus.ARCHIVED, Level.AUTHOR
+    ),
+    CheckAction.TO_DRAFT: Transition(
+        frozenset({CheckStatus.ACTIVE, CheckStatus.ARCHIVED}), CheckStatus.DRAFT, Level.AUTHOR
+    ),
+}
+
+ANOMALY_TRANSITIONS: dict[AnomalyAction, Transition] = {
+    AnomalyAction.ACKNOWLEDGE: Transition(
+        frozenset({AnomalyStatus.ACTIVE}), AnomalyStatus.ACKNOWLEDGED, Level.AUTHOR
+    ),
+    AnomalyAction.RESOLVE: Transition(
+        frozenset({AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED}),
+        AnomalyStatus.RESOLVED,
+        Level.AUTHOR,
+    ),
+    AnomalyAction.REOPEN: Transition(
+        frozenset({AnomalyStatus.ACKNOWLEDGED, AnomalyStatus.RESOLVED}),
+        AnomalyStatus.ACTIVE,
+        Level.AUTHOR,
+    ),
+}
+
+# Creating or editing a check: the level depends on the status the check has (or will have).
+# A draft changes nothing a Scan does, so drafters write drafts; an active or archived check
+# is a decision, so only authors create or edit one.
+CHECK_WRITE_LEVEL: dict[str, Level] = {
+    CheckStatus.DRAFT: Level.DRAFTER,
+    CheckStatus.ACTIVE: Level.AUTHOR,
+    CheckStatus.ARCHIVED: Level.AUTHOR,
+}
+
+# Anomaly examples, profile min/max/top values and check parameters (which inference copies
+# from profiles) are source values: they may hold personal data. Reporters see counts and
+# statuses only.
+SOURCE_VALUES_LEVEL = Level.VIEWER
+
+
+def _holds(level: Level | None, needed: Level) -> bool:
+    return level is not None and level >= needed
+
+
+def can_see_source_values(level: Level | None) -> bool:
+    return _holds(level, SOURCE_VALUES_LEVEL)
+
+
+def can_write_check(level: Level | None, status: str) -> bool:
+    """May ``level`` create a check in ``status``, or edit one that is in it."""
+    return _holds(level, CHECK_WRITE_LEVEL[status])
+
+
+def check_actions(status: str, level: Level | None) -> list[CheckAction]:
+    """Transitions ``level`` may apply to a check in ``status``, in table order."""
+    return [
+        action
+        for action, rule in CHECK_TRANSITIONS.items()
+        if status in rule.from_statuses and _holds(level, rule.level)
+    ]
+
+
+def anomaly_actions(status: str, level: Level | None) -> list[AnomalyAction]:
+    """Transitions ``level`` may apply to an anomaly in ``status``, in table order."""
+    return [
+        action
+        for action, rule in ANOMALY_TRANSITIONS.items()
+        if status in rule.from_statuses and _holds(level, rule.level)
+    ]
