@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import datastore_level
-from datastores.anomalies import record_anomaly
+from datastores.anomalies import Outcome, record_results
 from datastores.models import Check, CheckStatus, Container, Datastore
 from runs.errors import (
     ActionNotAllowed,
@@ -102,14 +102,19 @@ def external_scan_results(
         unit = RunContainer.objects.filter(run_id=run.pk, name=container).first()
         if unit is not None and unit.status != RunStatus.QUEUED:
             raise ActionNotAllowed(f"Results for {container} were already registered.")
-        for outcome in failing:
-            record_anomaly(
-                check=checks[outcome.check_id],
-                run_id=run.pk,
-                failed_count=outcome.failed_count,
-                examples=outcome.examples,
-            )
-        errors = "; ".join(f"check #{o.check_id}: {o.error}" for o in broken)
+        record_results(
+            container=target,
+            run_id=run.pk,
+            outcomes=[
+                Outcome(
+                    checks[o.check_id], o.failed_count, o.examples if o.failed_count else [],
+                    error=o.error or "",
+                )
+                for o in results
+            ],
+            now=now,
+        )
+        errors = "; ".join(f"check #{o.check_id} could not run" for o in broken)
         unit_fields = {
             "status": RunStatus.SUCCESS,
             "metrics": unit_metrics,
@@ -138,9 +143,13 @@ def external_scan_results(
             container=container,
         )
         for outcome in broken:
+            # The log is read at every level; the error text may quote source values, so it
+            # stays with the check's evaluation (Viewer and up).
             append_log(
                 run.pk,
-                f"{container}: check #{outcome.check_id} could not run: {outcome.error}",
+                f"{container}: check #{outcome.check_id} "
+                f"({checks[outcome.check_id].label}) could not run; its error is shown with "
+                "the check's results.",
                 level=LogLevel.WARNING,
                 container=container,
             )

@@ -3,7 +3,15 @@
 import pytest
 
 from datastores.demo_source import ORDER_STATUSES
-from datastores.models import Anomaly, AnomalyStatus, Check, CheckStatus, Container, Field
+from datastores.models import (
+    Anomaly,
+    AnomalyStatus,
+    Check,
+    CheckEvaluation,
+    CheckStatus,
+    Container,
+    Field,
+)
 from runs import execution
 from runs.errors import InvalidConfig
 from runs.models import LogLevel, Run, RunStatus
@@ -126,15 +134,17 @@ def test_incremental_scan_reads_only_rows_past_the_high_water_mark(source, datas
 
     assert second.status == RunStatus.SUCCESS
     assert second.metrics["records_scanned"] == 30
-    [new] = Anomaly.objects.filter(run_id=second.pk)
+    # The first scan's open anomaly of that check is updated with what this one found.
+    [new] = Anomaly.objects.filter(last_run_id=second.pk)
     assert new.check_rule == checks["orders.status.unexpected"] and new.failed_count == 3
+    assert new.run_id == first.pk and new.times_seen == 2
     assert {row["id"] for row in new.examples} == {total + 8, total + 16, total + 24}
     orders.refresh_from_db()
     assert orders.high_water_mark == total + 30
 
     third = run_now(editor, datastore, "scan", config)  # nothing new
     assert third.metrics["records_scanned"] == 0
-    assert not Anomaly.objects.filter(run_id=third.pk).exists()
+    assert not Anomaly.objects.filter(last_run_id=third.pk).exists()
     # An incremental scan never resolves: the open anomalies of the first scan stay open.
     assert not Anomaly.objects.filter(status=AnomalyStatus.RESOLVED).exists()
 
@@ -160,7 +170,7 @@ def test_incremental_scan_on_a_timestamp_high_water_column(source, datastore, ed
         )
     second = run_now(editor, datastore, "scan", config)
     assert second.metrics["records_scanned"] == 5
-    [new] = Anomaly.objects.filter(run_id=second.pk)
+    [new] = Anomaly.objects.filter(last_run_id=second.pk)
     assert new.check_rule == checks["reviews.rating.out_of_range"] and new.failed_count == 2
     reviews.refresh_from_db()
     assert reviews.high_water_mark.startswith("2026-06-05")
@@ -196,9 +206,12 @@ def test_full_scan_auto_resolves_anomalies_whose_checks_now_pass(source, datasto
     quantity.refresh_from_db()
     status.refresh_from_db()
     assert quantity.status == AnomalyStatus.RESOLVED and quantity.resolved_at is not None
-    # Still failing: the old anomaly stays open next to the new one.
-    assert status.status == AnomalyStatus.ACTIVE
-    assert Anomaly.objects.filter(run_id=full.pk, check_rule=status.check_rule).count() == 1
+    # Still failing: the same anomaly stays open, updated by the later Scan.
+    assert status.status == AnomalyStatus.ACTIVE and status.last_run_id == full.pk
+    assert Anomaly.objects.filter(check_rule=status.check_rule).count() == 1
+    assert list(quantity.events.values_list("to_status", "actor_name")) == [
+        ("active", f"Run #{first.pk}"), ("resolved", f"Run #{full.pk}"),
+    ]
 
 
 def test_record_limit_reads_at_most_that_many_rows_and_skips_row_count(sqlite_source, datastore,
@@ -273,10 +286,20 @@ def test_a_broken_check_is_a_warning_and_the_others_still_count(source, datastor
         run.log_entries.filter(level=LogLevel.WARNING, container="customers")
         .values_list("message", flat=True)
     )
-    assert any(f"#{bad_regex.pk}" in w and "not a valid regular expression" in w for w in warnings)
-    assert any(f"#{gone_column.pk}" in w and "'fax' not found" in w for w in warnings)
+    assert any(f"#{bad_regex.pk}" in w and "could not run" in w for w in warnings)
+    assert any(f"#{gone_column.pk}" in w and "could not run" in w for w in warnings)
+    # The error itself (it may quote source values) is kept with the check's evaluation,
+    # which reporters cannot read, never in the log, which they can.
+    errors = dict(
+        CheckEvaluation.objects.filter(run_id=run.pk, failed_count=None)
+        .values_list("check_rule_id", "error")
+    )
+    assert "not a valid regular expression" in errors[bad_regex.pk]
+    assert "'fax' not found" in errors[gone_column.pk]
+    assert not any("regular expression" in w or "'fax'" in w for w in warnings)
     broken = 3 if source.backend == "postgresql" else 2
     assert any(f"#{named_group.pk}" in w for w in warnings) == (source.backend == "postgresql")
+    assert (named_group.pk in errors) == (source.backend == "postgresql")
     assert unit.metrics["check_errors"] == broken
     assert unit.metrics["checks_evaluated"] == 4 - broken
     assert not Anomaly.objects.filter(check_rule__in=[bad_regex, gone_column]).exists()

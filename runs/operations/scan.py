@@ -19,8 +19,9 @@ from pydantic import Field as ConfigField
 from pydantic import PositiveInt
 from sqlalchemy import exc as sa_exc
 
+from datastores.anomalies import Outcome, Rollup, check_spec, record_results
 from datastores.containers import container_selectable
-from datastores.models import Anomaly, AnomalyStatus, Check, CheckStatus, Container
+from datastores.models import Check, CheckStatus, Container
 from datastores.quality import (
     CheckSpec,
     describe,
@@ -38,10 +39,6 @@ from runs.operations.containers import (
     plan_containers,
     validate_container_names,
 )
-
-# Keys of one entry in a rolled-up anomaly's ``examples``.
-ROLLUP_ENTRY_KEYS = frozenset({"check_id", "check", "type", "field", "failed_count"})
-_OPEN_STATUSES = (AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED)
 
 
 class ScanConfig(OperationConfig):
@@ -78,7 +75,7 @@ class Scan(Operation):
         config: ScanConfig = ctx.config
         container = load_container(unit, datastore=ctx.datastore)
         checks = list(container.checks.filter(status=CheckStatus.ACTIVE).order_by("id"))
-        specs = {check.pk: _spec(check) for check in checks}
+        specs = {check.pk: check_spec(check) for check in checks}
         conn = clean_connection(ctx.source().conn)
         table = container_selectable(container, conn)
         now = timezone.now()
@@ -109,19 +106,25 @@ class Scan(Operation):
 
         failing: list[tuple[Check, int]] = []
         passing: set[int] = set()
-        broken = 0
+        errors: dict[int, str] = {}
         warnings: list[str] = []
         for check in checks:
             result = evaluation.results[str(check.pk)]
             if check.type == "row_count_between" and not whole_table:
                 continue
             if result.error is not None:
-                broken += 1
-                warnings.append(f"Check #{check.pk} ({describe(specs[check.pk])}): {result.error}")
+                errors[check.pk] = result.error
+                # The log is read at every level; the error text may quote source values, so
+                # it is kept with the check's evaluation (Viewer and up), not in the log.
+                warnings.append(
+                    f"Check #{check.pk} ({check.label}) could not run; its error is shown with "
+                    "the check's results."
+                )
             elif result.failed_count:
                 failing.append((check, result.failed_count))
             else:
                 passing.add(check.pk)
+        broken = len(errors)
         rolled_up = len(failing) > config.rollup_threshold
 
         examples: dict[int, list[dict[str, Any]]] = {}
@@ -137,8 +140,8 @@ class Scan(Operation):
                     if ctx.stopping:
                         raise
                     warnings.append(
-                        f"Check #{check.pk} ({describe(specs[check.pk])}): examples could not "
-                        f"be read: {describe_error(error, ctx.datastore.source_url)}"
+                        f"Check #{check.pk} ({check.label}): examples could not be read: "
+                        f"{describe_error(error, ctx.datastore.source_url)}"
                     )
 
         metrics: dict[str, Any] = {
@@ -150,23 +153,24 @@ class Scan(Operation):
             metrics["check_errors"] = broken
         resolve = config.auto_resolve and not config.incremental and whole_table
 
+        outcomes = [
+            Outcome(check, count, examples.get(check.pk, [])) for check, count in failing
+        ]
+        outcomes += [Outcome(check, 0) for check in checks if check.pk in passing]
+        outcomes += [Outcome(check, None, error=errors[check.pk]) for check in checks
+                     if check.pk in errors]  # fmt: skip
+
         def save() -> None:
+            counts = record_results(
+                container=container,
+                run_id=ctx.run_id,
+                outcomes=outcomes,
+                rollup=_rollup(container, failing, specs) if rolled_up else None,
+                resolve_passing=resolve,
+                now=now,
+            )
             if resolve:
-                metrics["anomalies_resolved"] = resolve_anomalies(container, passing, now=now)
-            if rolled_up:
-                Anomaly.objects.create(**_rollup(container, failing, specs, run_id=ctx.run_id))
-            else:
-                Anomaly.objects.bulk_create(
-                    Anomaly(
-                        container=container,
-                        check_rule=check,
-                        run_id=ctx.run_id,
-                        failed_count=count,
-                        examples=examples.get(check.pk, []),
-                        description=describe(specs[check.pk])[:255],
-                    )
-                    for check, count in failing
-                )
+                metrics["anomalies_resolved"] = counts["resolved"]
             if high_water and evaluation.high_water_mark is not None:
                 Container.objects.filter(pk=container.pk).update(
                     high_water_mark=evaluation.high_water_mark
@@ -179,19 +183,9 @@ class Scan(Operation):
         return UnitResult(metrics, save=save)
 
 
-def _spec(check: Check) -> CheckSpec:
-    return CheckSpec(
-        key=str(check.pk), type=check.type, field=check.field_name or None, params=check.params
-    )
-
-
 def _rollup(
-    container: Container,
-    failing: list[tuple[Check, int]],
-    specs: dict[int, CheckSpec],
-    *,
-    run_id: int,
-) -> dict[str, Any]:
+    container: Container, failing: list[tuple[Check, int]], specs: dict[int, CheckSpec]
+) -> Rollup:
     entries = [
         {
             "check_id": check.pk,
@@ -202,32 +196,10 @@ def _rollup(
         }
         for check, count in failing
     ]
-    return {
-        "container": container,
-        "check_rule": None,
-        "run_id": run_id,
-        "failed_count": sum(count for _, count in failing),
-        "examples": entries,
-        "description": f"{len(failing)} checks failed on {container.name} (rolled up)"[:255],
-    }
-
-
-def resolve_anomalies(container: Container, passing: set[int], *, now) -> int:
-    """Resolve the container's open anomalies whose checks all passed; return how many."""
-    open_anomalies = Anomaly.objects.filter(container=container, status__in=_OPEN_STATUSES)
-    ids = set(open_anomalies.filter(check_rule_id__in=passing).values_list("pk", flat=True))
-    for anomaly in open_anomalies.filter(check_rule=None).only("pk", "examples"):
-        summarised = {
-            entry["check_id"]
-            for entry in anomaly.examples
-            if isinstance(entry, dict) and set(entry) == ROLLUP_ENTRY_KEYS
-        }
-        if summarised and summarised <= passing:
-            ids.add(anomaly.pk)
-    if not ids:
-        return 0
-    return Anomaly.objects.filter(pk__in=ids, status__in=_OPEN_STATUSES).update(
-        status=AnomalyStatus.RESOLVED, resolved_at=now
+    return Rollup(
+        failed_count=sum(count for _, count in failing),
+        entries=entries,
+        description=f"{len(failing)} checks failed on {container.name} (rolled up)",
     )
 
 
