@@ -23,7 +23,8 @@ from accounts.permissions import (
 )
 from assay.paging import Page
 from datastores.models import Container, Datastore
-from runs.models import ACTIVE_STATUSES, Run, RunContainer, RunDeletion, RunLogEntry
+from datastores.selectors import failed_checks_by_unit
+from runs.models import ACTIVE_STATUSES, Operation, Run, RunContainer, RunDeletion, RunLogEntry
 from runs.policy import available_actions, level_allows
 from runs.selectors import RunFilters, day_start, runs_for, visible_runs
 from runs.selectors import run_page as shared_run_page
@@ -134,7 +135,8 @@ def log_tail(run_id: int, *, lines: int = LOG_TAIL_LINES, run_level: bool = Fals
 
 # -- per-container results ---------------------------------------------------------------------
 def unit_results(run: Run) -> list[RunContainer]:
-    """Per-container rows with their own log lines attached as ``unit.log`` (two queries)."""
+    """Per-container rows with their own log lines attached as ``unit.log`` and, for scans,
+    the checks that failed or could not run as ``unit.failed_checks`` (three queries)."""
     units = list(RunContainer.objects.filter(run_id=run.pk).order_by("position"))
     if not units:
         return units
@@ -144,8 +146,14 @@ def unit_results(run: Run) -> list[RunContainer]:
         .order_by("container", "id")
     )
     by_container = {name: list(group) for name, group in groupby(lines, lambda e: e.container)}
+    failed = (
+        failed_checks_by_unit(run.pk)
+        if run.operation in (Operation.SCAN, Operation.EXTERNAL_SCAN)
+        else {}
+    )
     for unit in units:
         unit.log = by_container.get(unit.name, [])
+        unit.failed_checks = failed.get(unit.name, [])
     return units
 
 

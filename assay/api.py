@@ -18,7 +18,7 @@ api = NinjaAPI(
     version="1",
     urls_namespace="api",
     auth=BearerToken(),
-    description="Runs, datastores, schedules and External Scans. "
+    description="Runs, datastores, schedules, External Scans, checks and anomalies. "
     "Authenticate with `Authorization: Bearer <token>`.",
 )
 
@@ -106,10 +106,12 @@ def unknown_endpoint(request: HttpRequest, *args, **kwargs) -> HttpResponse:
 
 def _register_routers() -> None:
     from datastores.api import router as datastores_router
+    from datastores.quality_api import router as quality_router
     from runs.api import router as runs_router
 
     api.add_router("/", runs_router)
     api.add_router("/", datastores_router)
+    api.add_router("/", quality_router)
 
 
 _register_routers()

@@ -12,6 +12,7 @@ urlpatterns = [
     path("activity/", include("activity.urls")),
     path("datastores/", include("activity.datastore_urls")),
     path("teams/", include("accounts.urls")),
+    path("", include("datastores.urls")),
     path("api/v1/", api.urls),
     re_path(r"^api/", unknown_endpoint),  # JSON, not the HTML 404 page, for API clients
     path("admin/", admin.site.urls),

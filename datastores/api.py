@@ -18,6 +18,7 @@ from datastores.models import Check, CheckStatus, Container, Datastore
 from datastores.quality import describe
 from datastores.services import datastore_create
 from runs.errors import NotFound
+from runs.policy import can_see_source_values
 
 router = Router(tags=["datastores"])
 
@@ -55,8 +56,8 @@ class CheckOut(Schema):
     id: int
     type: str
     field: str | None
-    params: dict[str, Any]
-    description: str
+    params: dict[str, Any] | None = Field(description="null for reporters")
+    description: str | None = Field(description="null for reporters")
 
 
 class ContainerOut(Schema):
@@ -119,8 +120,11 @@ def list_containers(
     datastore_id: PathId,
     filters: Query[ContainerFilters],
 ):
-    if datastore_level(request.auth, datastore_id) is None:
+    level = datastore_level(request.auth, datastore_id)
+    if level is None:
         raise NotFound("Datastore not found.")
+    # Parameters of inferred checks are profile values (top values, min/max).
+    values = can_see_source_values(level)
     containers = Container.objects.filter(datastore_id=datastore_id).prefetch_related(
         "fields",
         Prefetch(
@@ -146,8 +150,10 @@ def list_containers(
                         "id": check.pk,
                         "type": check.type,
                         "field": check.field_name or None,
-                        "params": check.params,
-                        "description": check.description or describe(check_spec(check)),
+                        "params": check.params if values else None,
+                        "description": (check.description or describe(check_spec(check)))
+                        if values
+                        else None,
                     }
                     for check in container.active_checks
                 ],

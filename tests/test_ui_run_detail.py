@@ -219,8 +219,8 @@ def test_live_poll_query_count_is_constant(datastore, editor, n, django_assert_n
     client.get(f"/activity/runs/{run.pk}/live/", {"v": version})  # warm-up
     with django_assert_num_queries(3):
         assert client.get(f"/activity/runs/{run.pk}/live/", {"v": version}).status_code == 204
-    # changed: + the Run, the level, the units, the container lines
-    with django_assert_num_queries(7):
+    # changed: + the Run, the level, the units, the container lines, the Scan's failed checks
+    with django_assert_num_queries(8):
         assert client.get(f"/activity/runs/{run.pk}/live/", {"v": "x"}).status_code == 200
 
 

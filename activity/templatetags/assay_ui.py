@@ -256,3 +256,39 @@ def filter_control(bound):
     if value not in (None, ""):
         attrs["value"] = widget.format_value(value)
     return format_html("<input{}>", flatatt(attrs))
+
+
+# -- checks and anomalies ----------------------------------------------------------------------
+@register.simple_tag
+def pill(kind: str, status: str, label: str = ""):
+    """A status pill of a check or an anomaly (``kind``: "check" or "anomaly")."""
+    return format_html(
+        '<span class="badge badge-{}-{}">{}</span>', kind, status, label or status.capitalize()
+    )
+
+
+@register.simple_tag
+def evaluation_strip(evaluations):
+    """The latest evaluations of a check as small squares, oldest first: flapping shows."""
+    if not evaluations:
+        return format_html('<span class="muted">{}</span>', "not scanned yet")
+    cells, words = [], []
+    for evaluation in evaluations:
+        if evaluation.failed_count is None:
+            css, text = "eval-error", f"Run #{evaluation.run_id}: could not run"
+        elif evaluation.failed_count:
+            css, text = "eval-fail", f"Run #{evaluation.run_id}: {evaluation.failed_count:,} failed"
+        else:
+            css, text = "eval-pass", f"Run #{evaluation.run_id}: passed"
+        cells.append(format_html('<span class="eval {}" title="{}"></span>', css, text))
+        words.append(text)
+    return format_html(
+        '<span class="evals" aria-hidden="true">{}</span><span class="sr-only">{}</span>',
+        mark_safe("".join(cells)),  # noqa: S308 -- each cell was built by format_html
+        "; ".join(words),
+    )
+
+
+@register.filter
+def get_item(mapping, key):
+    return (mapping or {}).get(key)

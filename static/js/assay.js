@@ -41,6 +41,32 @@
     }
   });
 
+  // An anomaly row opens its example records below it (a fragment of the anomaly's page).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-expand-row]");
+    if (!button || !window.htmx) return;
+    event.preventDefault();
+    var row = document.getElementById(button.getAttribute("aria-controls"));
+    var open = button.getAttribute("aria-expanded") === "true";
+    button.setAttribute("aria-expanded", open ? "false" : "true");
+    row.hidden = open;
+    var cell = row.querySelector("td");
+    if (open) {
+      cell.innerHTML = "";
+    } else {
+      cell.innerHTML = '<p class="muted">Loading…</p>';
+      htmx.ajax("GET", button.dataset.expandRow, { target: cell, swap: "innerHTML" });
+    }
+  });
+
+  // "Select all" ticks every row's checkbox of the same name in its form.
+  document.addEventListener("change", function (event) {
+    var all = event.target.closest && event.target.closest("[data-select-all]");
+    if (!all) return;
+    all.form.querySelectorAll('input[type=checkbox][name="' + all.dataset.selectAll + '"]')
+      .forEach(function (box) { box.checked = all.checked; });
+  });
+
   // Tabs: without JavaScript every panel simply shows one after the other.
   function selectTab(tab) {
     var list = tab.closest("[role=tablist]");
