@@ -1,4 +1,5 @@
-"""The ``assay`` command line: External Scans of local CSV files, and Runs for pipelines.
+"""The ``assay`` command line: External Scans of local CSV files, Runs for pipelines, checks
+(and checks as code: ``checks export`` / ``checks apply``) and anomalies.
 
 It talks to an Assay server over the REST API only (``--url``/``ASSAY_URL``,
 ``--token``/``ASSAY_TOKEN``), and evaluates checks locally with the same engine the server's
@@ -37,9 +38,11 @@ class CliError(Exception):
 
 
 class ApiError(CliError):
-    def __init__(self, status: int, detail: str, code: str = ""):
+    def __init__(self, status: int, detail: str, code: str = "",
+                 errors: dict[str, list[str]] | None = None):
         super().__init__(f"{detail} (HTTP {status}{', ' + code if code else ''})", API_FAILED)
         self.status = status
+        self.errors = errors or {}
 
 
 # -- HTTP --------------------------------------------------------------------------------------
@@ -94,9 +97,10 @@ def _api_error(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
         detail, code = str(body["detail"]), str(body.get("code", ""))
+        errors = body.get("errors") if isinstance(body.get("errors"), dict) else None
     except (ValueError, KeyError, TypeError):
-        detail, code = response.reason_phrase or "error", ""
-    return ApiError(response.status_code, detail, code)
+        detail, code, errors = response.reason_phrase or "error", "", None
+    return ApiError(response.status_code, detail, code, errors)
 
 
 def connect(args: argparse.Namespace) -> Api:
@@ -336,6 +340,259 @@ def _print_run_line(run: Mapping[str, Any], as_json: bool) -> None:
               f"{run['status']}{' (abort requested)' if aborting else ''}")
 
 
+# -- checks and anomalies ----------------------------------------------------------------------
+def cmd_checks_list(args: argparse.Namespace) -> int:
+    params = _filters(args, ("datastore", "container", "field", "type", "status", "origin"))
+    page = connect(args).call("GET", "/checks", params=params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return OK
+    print(f"{'ID':>7}  {'STATUS':<9} {'ORIGIN':<9} {'CONTAINER':<24} CHECK")
+    for check in page["items"]:
+        print(f"{check['id']:>7}  {check['status']:<9} {check['origin']:<9} "
+              f"{check['container']['name'][:24]:<24} {check['label']}")
+    _more(page)
+    return OK
+
+
+def cmd_checks_show(args: argparse.Namespace) -> int:
+    check = connect(args).call("GET", f"/checks/{args.check_id}")
+    if args.json:
+        print(json.dumps(check, indent=2))
+        return OK
+    print(f"Check #{check['id']} {check['label']} on {check['datastore']['name']}."
+          f"{check['container']['name']}: {check['status']} ({check['origin']})")
+    if check["params"] is not None:
+        print(f"  params: {json.dumps(check['params'], sort_keys=True)}")
+        print(f"  description: {check['description']}")
+    for result in check["recent"][-10:]:
+        outcome = ("could not run" if result["passed"] is None
+                   else "passed" if result["passed"] else f"{result['failed_count']} failed")
+        print(f"  Run #{result['run']} {result['evaluated_at'][:19]}: {outcome}")
+    print(f"  actions: {', '.join(check['actions']) or '-'}")
+    return OK
+
+
+def cmd_checks_create(args: argparse.Namespace) -> int:
+    body = {"container": args.container, "type": args.type, "params": _json_arg(args.params),
+            "status": args.status}
+    if args.field:
+        body["field"] = args.field
+    if args.description:
+        body["description"] = args.description
+    check = connect(args).call("POST", "/checks", json=body)
+    print(json.dumps(check) if args.json else f"Check #{check['id']} created ({check['status']}).")
+    return OK
+
+
+def cmd_checks_update(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.field is not None:
+        body["field"] = args.field
+    if args.params is not None:
+        body["params"] = _json_arg(args.params)
+    if args.description is not None:
+        body["description"] = args.description
+    if not body:
+        raise CliError("nothing to change: pass --field, --params or --description")
+    check = connect(args).call("PATCH", f"/checks/{args.check_id}", json=body)
+    print(json.dumps(check) if args.json else f"Check #{check['id']} saved.")
+    return OK
+
+
+def cmd_transition(args: argparse.Namespace) -> int:
+    """Activate/archive/draft checks, acknowledge/resolve/reopen anomalies: one or many."""
+    body: dict[str, Any] = {"action": args.action, "ids": args.ids}
+    if getattr(args, "comment", None):
+        body["comment"] = args.comment
+    result = connect(args).call("POST", f"/{args.kind}/bulk", json=body)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        noun = "check" if args.kind == "checks" else "anomaly"
+        for pk in result["changed"]:
+            print(f"{noun} #{pk}: {args.action} done")
+        for pk, reason in result["skipped"].items():
+            print(f"{noun} #{pk}: skipped: {reason}")
+    return OK if not result["skipped"] else BAD_OUTCOME
+
+
+def cmd_anomalies_list(args: argparse.Namespace) -> int:
+    params = _filters(args, ("status", "datastore", "container", "check_type", "check",
+                             "found_after", "found_before"))
+    page = connect(args).call("GET", "/anomalies", params=params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return OK
+    print(f"{'ID':>7}  {'STATUS':<13} {'FAILED':>8}  {'CONTAINER':<24} CHECK")
+    for anomaly in page["items"]:
+        print(f"{anomaly['id']:>7}  {anomaly['status']:<13} {anomaly['failed_count']:>8}  "
+              f"{anomaly['container']['name'][:24]:<24} {anomaly['label']}")
+    _more(page)
+    return OK
+
+
+def cmd_anomalies_show(args: argparse.Namespace) -> int:
+    anomaly = connect(args).call("GET", f"/anomalies/{args.anomaly_id}")
+    if args.json:
+        print(json.dumps(anomaly, indent=2))
+        return OK
+    print(f"Anomaly #{anomaly['id']} {anomaly['label']} on {anomaly['datastore']['name']}."
+          f"{anomaly['container']['name']}: {anomaly['status']}, "
+          f"{anomaly['failed_count']} failed records")
+    found = anomaly["found_by"]
+    if found:
+        print(f"  found by Run #{found['id']}{'' if found['exists'] else ' (deleted)'} "
+              f"at {anomaly['created_at'][:19]}, seen {anomaly['times_seen']} time(s)")
+    if anomaly["examples"] is None:
+        print("  examples: hidden at your permission level")
+    else:
+        for row in anomaly["examples"]:
+            print(f"  example: {json.dumps(row, sort_keys=True)}")
+    for event in anomaly["history"]:
+        comment = f": {event['comment']}" if event["comment"] else ""
+        print(f"  {event['at'][:19]} {event['from_status'] or 'found'} -> {event['to_status']}"
+              f" by {event['by']}{comment}")
+    return OK
+
+
+def _filters(args: argparse.Namespace, names) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": args.limit}
+    for name in names:
+        if getattr(args, name, None) is not None:
+            params[name] = getattr(args, name)
+    if args.cursor:
+        params["cursor"] = args.cursor
+    return params
+
+
+def _more(page: Mapping[str, Any]) -> None:
+    if page["next_cursor"]:
+        print(f"more: --cursor {page['next_cursor']}")
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--params is not valid JSON: {exc}") from None
+
+
+# -- checks as code ----------------------------------------------------------------------------
+EXPORT_KEYS = ("id", "container", "type", "field", "params", "status", "origin", "description")
+
+
+def cmd_checks_export(args: argparse.Namespace) -> int:
+    import yaml
+
+    api = connect(args)
+    checks: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"datastore": args.datastore, "limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.call("GET", "/checks", params=params)
+        checks += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    if any(check["params"] is None for check in checks):
+        raise CliError("exporting checks needs the Viewer permission or higher: their "
+                       "parameters are hidden at your level", API_FAILED)
+    checks.sort(key=lambda c: (c["container"]["name"], c["id"]))
+    entries = []
+    for check in checks:
+        entry = {"id": check["id"], "container": check["container"]["name"],
+                 "type": check["type"], "field": check["field"], "params": check["params"],
+                 "status": check["status"], "origin": check["origin"],
+                 "description": check["description"]}
+        entries.append({key: entry[key] for key in EXPORT_KEYS})
+    document = {"datastore": args.datastore, "checks": entries}
+    sys.stdout.write(
+        "# Checks of an Assay datastore. Edit, then: assay checks apply FILE [--dry-run]\n"
+        "# Entries without an id are created; checks missing here are left as they are.\n"
+    )
+    sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
+    return OK
+
+
+def cmd_checks_apply(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    document, lines = _read_checks_file(path)
+    api = connect(args)
+    try:
+        result = api.call(
+            "POST", f"/datastores/{document['datastore']}/checks/apply",
+            json={"checks": document["checks"], "dry_run": args.dry_run},
+        )
+    except ApiError as exc:
+        if exc.status == 422 and exc.errors:
+            for key, messages in sorted(exc.errors.items(), key=lambda kv: _line_of(kv[0], lines)):
+                for message in messages:
+                    print(f"{path}:{_line_of(key, lines)}: {key}: {message}", file=sys.stderr)
+            raise CliError(f"{path}: invalid, nothing was changed") from None
+        raise
+    counts = {"create": 0, "update": 0, "unchanged": 0}
+    for change in result["changes"]:
+        counts[change["kind"]] += 1
+        if change["kind"] == "create":
+            print(f"+ {change['container']}: {change['label']} "
+                  f"({change['changes']['status'][1]})"
+                  + (f" as #{change['id']}" if change["id"] else ""))
+        elif change["kind"] == "update":
+            details = "; ".join(
+                f"{name} {_show(old)} -> {_show(new)}"
+                for name, (old, new) in change["changes"].items()
+            )
+            print(f"~ #{change['id']} {change['container']}: {change['label']}: {details}")
+    verb = "Would apply (dry run, nothing changed)" if args.dry_run else "Applied"
+    print(f"{verb}: {counts['create']} created, {counts['update']} updated, "
+          f"{counts['unchanged']} unchanged.")
+    return OK
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+
+
+def _read_checks_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The document and the line of each entry and key (``"3"``, ``"3.params"``), 1-based."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise CliError(f"{path}:{line}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("checks"), list):
+        raise CliError(f"{path}:1: expected a mapping with 'datastore' and a 'checks' list")
+    datastore = document.get("datastore")
+    if not isinstance(datastore, int) or isinstance(datastore, bool) or datastore < 1:
+        raise CliError(f"{path}:1: 'datastore' must be the datastore's id")
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        if key_node.value == "checks" and isinstance(value_node, yaml.SequenceNode):
+            for index, item in enumerate(value_node.value):
+                lines[str(index)] = item.start_mark.line + 1
+                if isinstance(item, yaml.MappingNode):
+                    for entry_key, _ in item.value:
+                        lines[f"{index}.{entry_key.value}"] = entry_key.start_mark.line + 1
+    return document, lines
+
+
+def _line_of(key: str, lines: Mapping[str, int]) -> int:
+    index = key.split(".", 1)[0]
+    return lines.get(key) or lines.get(index) or 1
+
+
 # -- parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     server = argparse.ArgumentParser(add_help=False)
@@ -399,7 +656,99 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the API's JSON")
     show.add_argument("--log", action="store_true", help="print the Run's whole log")
     show.set_defaults(handler=cmd_runs_show)
+
+    _checks_parser(commands, server)
+    _anomalies_parser(commands, server)
     return parser
+
+
+def _list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=_positive, default=20)
+    parser.add_argument("--cursor", help="next page, as printed by a previous call")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _checks_parser(commands, server) -> None:
+    checks = commands.add_parser("checks", help="list, author, transition, export and apply checks")
+    sub = checks.add_subparsers(dest="checks_command", required=True, metavar="ACTION")
+
+    listing = sub.add_parser("list", parents=[server], help="newest checks first")
+    listing.add_argument("--datastore", type=_positive)
+    listing.add_argument("--container", type=_positive, help="container id")
+    listing.add_argument("--field")
+    listing.add_argument("--type")
+    listing.add_argument("--status", choices=["draft", "active", "archived"])
+    listing.add_argument("--origin", choices=["inferred", "authored"])
+    _list_options(listing)
+    listing.set_defaults(handler=cmd_checks_list)
+
+    show = sub.add_parser("show", parents=[server], help="one check and its recent results")
+    show.add_argument("check_id", type=_positive)
+    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    show.set_defaults(handler=cmd_checks_show)
+
+    create = sub.add_parser("create", parents=[server], help="author a check")
+    create.add_argument("--container", type=_positive, required=True, help="container id")
+    create.add_argument("--type", required=True)
+    create.add_argument("--field")
+    create.add_argument("--params", default="{}", help="JSON object, e.g. '{\"min\": 0}'")
+    create.add_argument("--description")
+    create.add_argument("--status", default="draft", choices=["draft", "active"])
+    create.add_argument("--json", action="store_true", help="print the API's JSON")
+    create.set_defaults(handler=cmd_checks_create)
+
+    update = sub.add_parser("update", parents=[server], help="edit an authored check")
+    update.add_argument("check_id", type=_positive)
+    update.add_argument("--field")
+    update.add_argument("--params", help="JSON object")
+    update.add_argument("--description")
+    update.add_argument("--json", action="store_true", help="print the API's JSON")
+    update.set_defaults(handler=cmd_checks_update)
+
+    for action, text in (("activate", "make checks active"), ("archive", "archive checks"),
+                         ("draft", "return checks to draft")):
+        parser = sub.add_parser(action, parents=[server], help=text)
+        parser.add_argument("ids", type=_positive, nargs="+", metavar="CHECK_ID")
+        parser.add_argument("--json", action="store_true", help="print the API's JSON")
+        parser.set_defaults(handler=cmd_transition, kind="checks", action=action)
+
+    export = sub.add_parser("export", parents=[server], help="a datastore's checks as YAML")
+    export.add_argument("--datastore", type=_positive, required=True)
+    export.set_defaults(handler=cmd_checks_export)
+
+    apply = sub.add_parser("apply", parents=[server],
+                           help="make a datastore's checks match a YAML file (one transaction)")
+    apply.add_argument("file")
+    apply.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    apply.set_defaults(handler=cmd_checks_apply)
+
+
+def _anomalies_parser(commands, server) -> None:
+    anomalies = commands.add_parser("anomalies", help="list, show and act on anomalies")
+    sub = anomalies.add_subparsers(dest="anomalies_command", required=True, metavar="ACTION")
+
+    listing = sub.add_parser("list", parents=[server], help="newest anomalies first")
+    listing.add_argument("--status", choices=["active", "acknowledged", "resolved"])
+    listing.add_argument("--datastore", type=_positive)
+    listing.add_argument("--container", type=_positive, help="container id")
+    listing.add_argument("--check-type", dest="check_type")
+    listing.add_argument("--check", type=_positive, help="check id")
+    listing.add_argument("--found-after", dest="found_after", help="ISO 8601")
+    listing.add_argument("--found-before", dest="found_before", help="ISO 8601")
+    _list_options(listing)
+    listing.set_defaults(handler=cmd_anomalies_list)
+
+    show = sub.add_parser("show", parents=[server], help="one anomaly with examples and history")
+    show.add_argument("anomaly_id", type=_positive)
+    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    show.set_defaults(handler=cmd_anomalies_show)
+
+    for action in ("acknowledge", "resolve", "reopen"):
+        parser = sub.add_parser(action, parents=[server], help=f"{action} anomalies")
+        parser.add_argument("ids", type=_positive, nargs="+", metavar="ANOMALY_ID")
+        parser.add_argument("--comment", help="why (kept in the anomaly's history)")
+        parser.add_argument("--json", action="store_true", help="print the API's JSON")
+        parser.set_defaults(handler=cmd_transition, kind="anomalies", action=action)
 
 
 def _positive(text: str) -> int:

@@ -241,7 +241,10 @@ def _now():
 
 
 # -- checks as code ----------------------------------------------------------------------------
-APPLY_KEYS = frozenset({"id", "container", "type", "field", "params", "status", "description"})
+# ``origin`` is exported for the reader; it is never changed by a file.
+APPLY_KEYS = frozenset(
+    {"id", "container", "type", "field", "params", "status", "origin", "description"}
+)
 
 
 @dataclass
@@ -332,6 +335,11 @@ def _plan(entries, containers, fields, current, level):
             continue
         if existing is not None and existing.container_id != container.pk:
             fail("container", f"Check #{check_id} belongs to {existing.container.name}.")
+            continue
+        origin = entry.get("origin")
+        if origin is not None and origin != (existing.origin if existing else "authored"):
+            fail("origin", "New checks are authored; an existing check keeps its origin."
+                 if existing is None else f"Check #{existing.pk} is {existing.origin}.")
             continue
         status = entry.get("status", existing.status if existing else CheckStatus.DRAFT)
         if status not in CheckStatus.values:

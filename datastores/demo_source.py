@@ -120,6 +120,24 @@ PHONE_PATTERN = r"^\+?[0-9-]{7,15}$"
 SKU_MAX_LENGTH = 12
 RATING_RANGE = (1, 5)
 
+# Defect key -> (container, check type, field, params) of the check that catches it: the demo
+# seeds these as active checks, so a first Scan finds every defect as an anomaly.
+DEMO_CHECKS: dict[str, tuple[str, str, str, dict]] = {
+    "customers.email.null": ("customers", "not_null", "email", {}),
+    "customers.email.duplicate": ("customers", "unique", "email", {}),
+    "customers.phone.pattern": ("customers", "matches_pattern", "phone",
+                                {"pattern": PHONE_PATTERN}),
+    "addresses.postal_code.null": ("addresses", "not_null", "postal_code", {}),
+    "products.unit_price.negative": ("products", "not_negative", "unit_price", {}),
+    "products.sku.too_long": ("products", "max_length", "sku", {"length": SKU_MAX_LENGTH}),
+    "orders.ordered_at.future": ("orders", "not_future", "ordered_at", {}),
+    "orders.status.unexpected": ("orders", "expected_values", "status",
+                                 {"values": list(ORDER_STATUSES)}),
+    "order_items.quantity.negative": ("order_items", "not_negative", "quantity", {}),
+    "reviews.rating.out_of_range": ("reviews", "between", "rating",
+                                    {"min": RATING_RANGE[0], "max": RATING_RANGE[1]}),
+}
+
 DEFECT_RATES: dict[str, float] = {
     "customers.email.null": 0.02,
     "customers.email.duplicate": 0.01,

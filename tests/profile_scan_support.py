@@ -13,11 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from datastores.demo_source import (
+    DEMO_CHECKS,
     DEMO_METADATA,
-    ORDER_STATUSES,
-    PHONE_PATTERN,
-    RATING_RANGE,
-    SKU_MAX_LENGTH,
     DemoManifest,
     generate_demo_source,
 )
@@ -28,21 +25,7 @@ DEMO_ROWS = 2000
 DEMO_TABLES = sorted(DEMO_METADATA.tables)  # the 14 tables (the catalogue adds one view)
 
 # Demo defect key -> (container, check type, field, params) of the check that catches it.
-DEFECT_CHECKS: dict[str, tuple[str, str, str, dict]] = {
-    "customers.email.null": ("customers", "not_null", "email", {}),
-    "customers.email.duplicate": ("customers", "unique", "email", {}),
-    "customers.phone.pattern": ("customers", "matches_pattern", "phone",
-                                {"pattern": PHONE_PATTERN}),
-    "addresses.postal_code.null": ("addresses", "not_null", "postal_code", {}),
-    "products.unit_price.negative": ("products", "not_negative", "unit_price", {}),
-    "products.sku.too_long": ("products", "max_length", "sku", {"length": SKU_MAX_LENGTH}),
-    "orders.ordered_at.future": ("orders", "not_future", "ordered_at", {}),
-    "orders.status.unexpected": ("orders", "expected_values", "status",
-                                 {"values": list(ORDER_STATUSES)}),
-    "order_items.quantity.negative": ("order_items", "not_negative", "quantity", {}),
-    "reviews.rating.out_of_range": ("reviews", "between", "rating",
-                                    {"min": RATING_RANGE[0], "max": RATING_RANGE[1]}),
-}
+DEFECT_CHECKS = DEMO_CHECKS
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Create the demo: a generated source database, an enrichment database, a datastore, teams and
-users for every persona, and a first Sync. Safe to run again: existing objects are kept."""
+users for every persona, the catalogue with active checks for the demo's deliberate defects
+(so the first Scan finds them as anomalies), and a first Sync. Safe to run again: existing
+objects are kept."""
 
 import sqlite3
 
@@ -8,14 +10,18 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import Level, Role, Team, User
-from datastores.demo_source import generate_demo_source
-from datastores.models import Datastore
+from datastores.anomalies import check_spec
+from datastores.demo_source import DEMO_CHECKS, generate_demo_source
+from datastores.models import Check, CheckOrigin, CheckStatus, Container, Datastore
+from datastores.quality import describe
 
 DEMO_PASSWORD = "assay-demo"
 PERSONAS = [
     # username, role, team level on the demo datastore (None: no team)
     ("admin", Role.ADMIN, None),
     ("editor", Role.MEMBER, Level.EDITOR),
+    ("author", Role.MEMBER, Level.AUTHOR),
+    ("drafter", Role.MEMBER, Level.DRAFTER),
     ("viewer", Role.MEMBER, Level.VIEWER),
     ("reporter", Role.MEMBER, Level.REPORTER),
     ("outsider", Role.MEMBER, None),
@@ -62,6 +68,7 @@ class Command(BaseCommand):
                     )
                     team.members.add(user)
                     team.datastores.add(datastore)
+        self.seed_checks(datastore)
         if not no_sync and not datastore.runs.exists():
             from runs.services import run_launch
 
@@ -71,3 +78,36 @@ class Command(BaseCommand):
         for username, role, level in PERSONAS:
             what = level.label if level else ("admin role" if role == Role.ADMIN else "no team")
             self.stdout.write(f"  {username:<9} {what}")
+        self.stdout.write("Launch a Scan of the demo warehouse: its findings show under Anomalies.")
+
+    def seed_checks(self, datastore: Datastore) -> None:
+        """Catalogue the demo source and add one active check per deliberate defect.
+
+        Only on a datastore without checks, so a user's own changes are never undone. The
+        catalogue is read here, not by the Sync Run, so that the checks exist at once.
+        """
+        if Check.objects.filter(datastore=datastore).exists():
+            return
+        import sqlalchemy as sa
+
+        from runs.operations.sync import store_container
+
+        engine = sa.create_engine(datastore.source_url)
+        try:
+            with engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                for name in sorted({container for container, *_ in DEMO_CHECKS.values()}):
+                    store_container(datastore, name, "table", inspector.get_columns(name),
+                                    recreate=False)
+        finally:
+            engine.dispose()
+        containers = {c.name: c for c in Container.objects.filter(datastore=datastore)}
+        with transaction.atomic():
+            for container, check_type, field, params in DEMO_CHECKS.values():
+                check = Check(
+                    container=containers[container], type=check_type, field_name=field,
+                    params=params, status=CheckStatus.ACTIVE, origin=CheckOrigin.AUTHORED,
+                )
+                check.description = describe(check_spec(check))
+                check.save()
+        self.stdout.write(f"Seeded {len(DEMO_CHECKS)} active checks on the demo datastore.")
