@@ -85,6 +85,16 @@ def editor(datastore):
 
 
 @pytest.fixture
+def author(datastore):
+    return _member("author", Level.AUTHOR, datastore)
+
+
+@pytest.fixture
+def drafter(datastore):
+    return _member("drafter", Level.DRAFTER, datastore)
+
+
+@pytest.fixture
 def viewer(datastore):
     return _member("viewer", Level.VIEWER, datastore)
 
