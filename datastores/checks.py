@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import transaction
@@ -55,6 +55,12 @@ def clean_definition(
     catalogue knows its fields).
     """
     errors: dict[str, list[str]] = {}
+    if not isinstance(field_name, str | None):
+        errors["field"] = ["Must be a field name."]
+        field_name = ""
+    if not isinstance(description, str | None):
+        errors["description"] = ["Must be text."]
+        description = ""
     field_name = (field_name or "").strip()
     description = (description or "").strip()
     if type not in CHECK_TYPES:
@@ -345,15 +351,19 @@ def _plan(entries, containers, fields, current, level):
         if status not in CheckStatus.values:
             fail("status", f"One of: {', '.join(CheckStatus.values)}.")
             continue
+        description = entry.get("description") or ""
         try:
             definition = clean_definition(
                 container=container,
                 type=entry.get("type", existing.type if existing else ""),
                 field_name=entry.get("field") or "",
                 params=entry.get("params") or {},
-                description=entry.get("description") or "",
+                description=description,
                 fields=fields[container.pk],
             )
+            if existing is not None and not (isinstance(description, str) and description.strip()):
+                # Blank keeps the stored description (an export shows it as it is).
+                definition = replace(definition, description=existing.description)
         except InvalidInput as exc:
             for key, messages in exc.errors.items():
                 for message in messages:
@@ -371,7 +381,8 @@ def _plan(entries, containers, fields, current, level):
         change = Change(index, "update" if diff else "unchanged", container.name, label,
                         check_id=existing.pk, changes=diff, definition=definition)
         changes.append(change)
-        definition_changed = set(diff) - {"status"}
+        # A description is words, not a rule: inferred checks may get better ones.
+        definition_changed = set(diff) - {"status", "description"}
         if definition_changed and existing.origin == CheckOrigin.INFERRED:
             fail("params", f"Check #{existing.pk} is inferred by Profile and cannot be edited "
                            f"(changed: {', '.join(sorted(definition_changed))}).")

@@ -325,12 +325,12 @@ def create_check(request: HttpRequest, body: CheckIn):
     return Status(201, _check_out(user, check.pk))
 
 
-@router.get("/checks/{check_id}", response={200: CheckOut, **ERRORS}, summary="One check")
+@router.get("/checks/{int:check_id}", response={200: CheckOut, **ERRORS}, summary="One check")
 def get_check(request: HttpRequest, check_id: PathId):
     return _check_out(_user(request), check_id)
 
 
-@router.patch("/checks/{check_id}", response={200: CheckOut, **ERRORS},
+@router.patch("/checks/{int:check_id}", response={200: CheckOut, **ERRORS},
               summary="Edit an authored check")  # fmt: skip
 def update_check(request: HttpRequest, check_id: PathId, body: CheckPatch):
     user = _user(request)
@@ -353,7 +353,7 @@ def bulk_checks(request: HttpRequest, body: CheckBulk):
     return _bulk_out(checks_bulk_transition(user=_user(request), ids=body.ids, action=body.action))
 
 
-@router.post("/checks/{check_id}/{action}", response={200: CheckOut, **ERRORS},
+@router.post("/checks/{int:check_id}/{action}", response={200: CheckOut, **ERRORS},
              summary="activate, archive or draft")  # fmt: skip
 def transition_one_check(request: HttpRequest, check_id: PathId, action: CheckAction):
     user = _user(request)
@@ -420,7 +420,7 @@ def _anomaly_out(user: User, anomaly_id: int) -> dict[str, Any]:
     return anomaly_json(anomaly, present, detail=True)
 
 
-@router.get("/anomalies/{anomaly_id}", response={200: AnomalyDetail, **ERRORS},
+@router.get("/anomalies/{int:anomaly_id}", response={200: AnomalyDetail, **ERRORS},
             summary="One anomaly, with examples and history")  # fmt: skip
 def get_anomaly(request: HttpRequest, anomaly_id: PathId):
     return _anomaly_out(_user(request), anomaly_id)
@@ -436,7 +436,7 @@ def bulk_anomalies(request: HttpRequest, body: AnomalyBulk):
     )
 
 
-@router.post("/anomalies/{anomaly_id}/{action}", response={200: AnomalyDetail, **ERRORS},
+@router.post("/anomalies/{int:anomaly_id}/{action}", response={200: AnomalyDetail, **ERRORS},
              summary="acknowledge, resolve or reopen")  # fmt: skip
 def transition_anomaly(
     request: HttpRequest, anomaly_id: PathId, action: AnomalyAction, body: CommentIn | None = None
