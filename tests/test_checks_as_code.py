@@ -46,7 +46,8 @@ def test_export_edit_apply_export_again_gives_the_edited_file(
 
     dry = assay("checks", "apply", *server(live_server, token), edited, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "Would apply (dry run, nothing changed): 0 created, 3 updated, 3 unchanged." in dry.stdout
+    assert ("Would apply (dry run, nothing changed): 0 created, 3 updated, 3 unchanged."
+            in dry.stdout)
     assert f"~ #{draft['id']} orders: customer: max length: params " in dry.stdout
     assert Check.objects.get(pk=draft["id"]).params == {"length": 3}
 

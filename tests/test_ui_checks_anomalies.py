@@ -66,7 +66,8 @@ def api_paths(datastore, scanned) -> list[str]:
     return [
         "/api/v1/anomalies", f"/api/v1/anomalies/{anomaly.pk}", "/api/v1/checks",
         f"/api/v1/checks/{anomaly.check_rule_id}", f"/api/v1/datastores/{datastore.pk}/containers",
-        f"/api/v1/runs/{scan.pk}", f"/api/v1/runs/{scan.pk}/logs", f"/api/v1/runs/{scan.pk}/log.txt",
+        f"/api/v1/runs/{scan.pk}", f"/api/v1/runs/{scan.pk}/logs",
+        f"/api/v1/runs/{scan.pk}/log.txt",
     ]
 
 
