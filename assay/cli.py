@@ -589,8 +589,14 @@ def _read_checks_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 def _line_of(key: str, lines: Mapping[str, int]) -> int:
-    index = key.split(".", 1)[0]
-    return lines.get(key) or lines.get(index) or 1
+    """The line of ``3.params.min``: that key's, else its parent's, else the entry's."""
+    parts = key.split(".")
+    while parts:
+        line = lines.get(".".join(parts))
+        if line:
+            return line
+        parts.pop()
+    return 1
 
 
 # -- parser ------------------------------------------------------------------------------------

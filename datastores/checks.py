@@ -367,8 +367,8 @@ def _plan(entries, containers, fields, current, level):
         except InvalidInput as exc:
             for key, messages in exc.errors.items():
                 for message in messages:
-                    fail("params" if key not in ("type", "field", "description") else key,
-                         message)
+                    known = key in ("type", "field", "description", "params")
+                    fail(key if known else f"params.{key}", message)
             continue
         label = Check(type=definition.type, field_name=definition.field_name).label
         if existing is None:
