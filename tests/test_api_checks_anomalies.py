@@ -11,6 +11,7 @@ from tests.api_support import bearer, orders_container
 from tests.factories import DatastoreFactory
 
 pytestmark = pytest.mark.django_db
+STATUSES = [AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED, AnomalyStatus.RESOLVED]
 
 
 def post(client, path, body=None):
@@ -43,7 +44,7 @@ def many(datastore):
         anomaly = Anomaly.objects.create(
             container=check.container, check_rule=check, check_type=check.type,
             field_name=check.field_name, failed_count=i + 1,
-            status=[AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED, AnomalyStatus.RESOLVED][i % 3],
+            status=STATUSES[i % 3],
         )
         Anomaly.objects.filter(pk=anomaly.pk).update(created_at=now - dt.timedelta(days=23 - i))
         anomalies.append(anomaly)
