@@ -1,5 +1,5 @@
 # Small entry points; the scripts/ folder holds the full set-up and test runners.
-.PHONY: bench-activity bench-scan
+.PHONY: bench-activity bench-scan bench-checks
 
 # Activity page benchmark: 10^6 Runs in the PostgreSQL database assay_bench (dropped and
 # recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`.
@@ -12,3 +12,10 @@ bench-activity:
 SCAN_BENCH_ARGS ?= --sizes 100000,1000000,10000000 --backends sqlite,postgresql
 bench-scan:
 	.venv/bin/python bench/scan_profile.py $(SCAN_BENCH_ARGS)
+
+# Checks and anomalies lists: 10^6 anomalies and 10^5 checks in the PostgreSQL database
+# assay_bench_checks (dropped and recreated). Override with e.g.
+# `make bench-checks CHECKS_BENCH_ARGS="--anomalies 100000 --checks 10000"`.
+CHECKS_BENCH_ARGS ?= --anomalies 1000000 --checks 100000
+bench-checks:
+	.venv/bin/python bench/checks_anomalies.py $(CHECKS_BENCH_ARGS)

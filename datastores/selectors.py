@@ -97,6 +97,18 @@ def _check_access(check: Check, level: Level | None) -> None:
     check.shows_values = can_see_source_values(level)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One row of a check's recent results (lighter than a model instance: lists show many)."""
+
+    check_rule_id: int
+    run_id: int
+    failed_count: int | None
+    error: str
+    anomaly_id: int | None
+    evaluated_at: dt.datetime
+
+
 def recent_evaluations(checks: list[Check], *, per_check: int = RECENT_EVALUATIONS) -> None:
     """The last ``per_check`` evaluations of each check, oldest first, as ``check.recent``.
 
@@ -112,8 +124,10 @@ def recent_evaluations(checks: list[Check], *, per_check: int = RECENT_EVALUATIO
         .annotate(n=Window(RowNumber(), partition_by="check_rule_id", order_by="-id"))
         .filter(n__lte=per_check)
         .order_by("check_rule_id", "id")
+        .values_list(*Evaluation.__dataclass_fields__)
     )
-    for evaluation in numbered:
+    for row in numbered:
+        evaluation = Evaluation(*row)
         by_id[evaluation.check_rule_id].recent.append(evaluation)
 
 

@@ -292,3 +292,25 @@ def evaluation_strip(evaluations):
 @register.filter
 def get_item(mapping, key):
     return (mapping or {}).get(key)
+
+
+_SENTINEL = 987654321987
+
+
+@cache
+def _url_format(name: str, arity: int) -> str:
+    """``reverse(name)`` with ``{}`` where each argument goes, computed once per process."""
+    url = reverse(name, args=[_SENTINEL + i for i in range(arity)])
+    for i in range(arity):
+        url = url.replace(str(_SENTINEL + i), "{}", 1)
+    return url
+
+
+@register.simple_tag
+def link(name: str, *args):
+    """``{% url %}`` for integer arguments, without resolving the pattern on every call.
+
+    List rows link to their object, its container and its Run: resolved through Django's
+    resolver each time, those links were a third of a 25-row page's rendering.
+    """
+    return _url_format(name, len(args)).format(*(int(arg) for arg in args))
