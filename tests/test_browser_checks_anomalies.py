@@ -128,6 +128,13 @@ def test_five_levels_from_draft_check_to_acknowledged_anomaly(
     expect(page.locator(".history")).to_contain_text("Known loader bug, fix scheduled")
     expect(page.locator(".history")).to_contain_text("by author")
     shoot(page, "anomaly")
+    if os.environ.get("ASSAY_SCREENSHOTS"):
+        for name, path in [("datastore", f"/datastores/{datastore.pk}/"),
+                           ("container", f"/datastores/{datastore.pk}/containers/"
+                                         f"{container.pk}/"),
+                           ("checks", "/checks/")]:
+            page.goto(f"{base}{path}")
+            shoot(page, name)
     anomaly.refresh_from_db()
     assert anomaly.status == AnomalyStatus.ACKNOWLEDGED
 
