@@ -146,26 +146,35 @@ def seed(args: argparse.Namespace) -> None:
         team.members.add(editor)
         team.datastores.add(*(datastores[i] for i in EDITOR_DATASTORES))
         with connection.cursor() as cursor:
-            cursor.execute(CHECK_INSERT, {
-                "types": list(CHECK_TYPES), "checks": args.checks,
-                "first_container": min(c.pk for c in containers), "containers": len(containers),
-            })
-            print(f"  {args.checks:,} checks", flush=True)
-            cursor.execute(EVALUATION_INSERT, {"per": EVALUATIONS_PER_CHECK})
-            cursor.execute("SELECT min(id) FROM datastores_check")
-            first_check = cursor.fetchone()[0]
-            step = 365 * 24 * 3600 / args.anomalies
-            old = args.anomalies - args.checks
-            batch = 200_000
-            for start in range(0, args.anomalies, batch):
-                cursor.execute(ANOMALY_INSERT, {
-                    "start": start, "stop": min(start + batch, args.anomalies), "old": old,
-                    "step": step, "first_check": first_check, "checks": args.checks,
-                })
-                print(f"  {min(start + batch, args.anomalies):>9,} anomalies", flush=True)
+            seed_rows(cursor, checks=args.checks, anomalies=args.anomalies,
+                      container_ids=[c.pk for c in containers],
+                      progress=lambda text: print(f"  {text}", flush=True))
     print(f"Seeded in {time.perf_counter() - started:.0f} s; VACUUM ANALYZE...", flush=True)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
+
+
+def seed_rows(cursor, *, checks: int, anomalies: int, container_ids: list[int],
+              progress=lambda text: None) -> None:
+    """Checks, evaluations and anomalies over the given containers (consecutive ids)."""
+    if sorted(container_ids) != list(range(min(container_ids), max(container_ids) + 1)):
+        raise ValueError("the containers' ids must be consecutive")
+    cursor.execute(CHECK_INSERT, {
+        "types": list(CHECK_TYPES), "checks": checks,
+        "first_container": min(container_ids), "containers": len(container_ids),
+    })
+    progress(f"{checks:,} checks")
+    cursor.execute(EVALUATION_INSERT, {"per": EVALUATIONS_PER_CHECK})
+    cursor.execute("SELECT min(id) FROM datastores_check")
+    first_check = cursor.fetchone()[0]
+    step = 365 * 24 * 3600 / anomalies
+    batch = 200_000
+    for start in range(0, anomalies, batch):
+        cursor.execute(ANOMALY_INSERT, {
+            "start": start, "stop": min(start + batch, anomalies), "old": anomalies - checks,
+            "step": step, "first_check": first_check, "checks": checks,
+        })
+        progress(f"{min(start + batch, anomalies):>9,} anomalies")
 
 
 def existing_anomalies() -> int:
