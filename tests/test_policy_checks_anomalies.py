@@ -51,7 +51,7 @@ def allowed(what: str, access: str) -> bool:
 
 @pytest.fixture
 def people(db, public_team):
-    store = DatastoreFactory(name="policy-store")
+    store = DatastoreFactory(name="q-policy-store")
     users = {"admin": UserFactory(username="q-admin", role=Role.ADMIN)}
     for name, level in [("editor", Level.EDITOR), ("author", Level.AUTHOR),
                         ("drafter", Level.DRAFTER), ("viewer", Level.VIEWER),
@@ -62,7 +62,7 @@ def people(db, public_team):
         team.datastores.add(store)
         users[name] = user
     users["none"] = UserFactory(username="q-none")
-    public_store = DatastoreFactory(name="policy-public-store")
+    public_store = DatastoreFactory(name="q-policy-public-store")
     public_team.level = Level.REPORTER
     public_team.save()
     public_team.datastores.add(public_store)
