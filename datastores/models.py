@@ -112,6 +112,42 @@ class FieldProfile(models.Model):
     profiled_at = models.DateTimeField()
 
 
+class CopiesDatastore(models.QuerySet):
+    """Rows that copy their container's datastore get it filled in, one at a time (``save``)
+    or in bulk (one query for all the containers)."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        missing = {o.container_id for o in objs if o.datastore_id is None}
+        if missing:
+            stores = dict(
+                Container.objects.filter(pk__in=missing).values_list("pk", "datastore_id")
+            )
+            for obj in objs:
+                if obj.datastore_id is None:
+                    obj.datastore_id = stores.get(obj.container_id)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class InContainerDatastore(models.Model):
+    """A row of a container that copies the container's datastore (``datastore``), so that
+    lists filter and page by datastore on one index instead of joining containers."""
+
+    objects = CopiesDatastore.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.datastore_id is None and self.container_id is not None:
+            self.datastore_id = (
+                Container.objects.filter(pk=self.container_id)
+                .values_list("datastore_id", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
+
+
 class CheckStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ACTIVE = "active", "Active"
@@ -123,7 +159,7 @@ class CheckOrigin(models.TextChoices):
     AUTHORED = "authored", "Authored"
 
 
-class Check(models.Model):
+class Check(InContainerDatastore):
     container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="checks")
     # The container's datastore, copied (see ``save``): lists filter and page by datastore on
     # one index instead of joining containers.
@@ -170,15 +206,6 @@ class Check(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type}({self.field_name})" if self.field_name else self.type
-
-    def save(self, *args, **kwargs):
-        if self.datastore_id is None and self.container_id is not None:
-            self.datastore_id = (
-                Container.objects.filter(pk=self.container_id)
-                .values_list("datastore_id", flat=True)
-                .first()
-            )
-        super().save(*args, **kwargs)
 
     @property
     def label(self) -> str:
@@ -230,7 +257,7 @@ class AnomalyStatus(models.TextChoices):
 OPEN_ANOMALY_STATUSES = (AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED)
 
 
-class Anomaly(models.Model):
+class Anomaly(InContainerDatastore):
     """A failed check found by a Scan; it outlives the Run that found it.
 
     One open (active or acknowledged) anomaly per check: a later Scan of the same failing check
@@ -288,15 +315,6 @@ class Anomaly(models.Model):
             models.Index(fields=["check_rule", "id"], name="anomaly_check_id"),
             models.Index(fields=["created_at", "id"], name="anomaly_created_id"),
         ]
-
-    def save(self, *args, **kwargs):
-        if self.datastore_id is None and self.container_id is not None:
-            self.datastore_id = (
-                Container.objects.filter(pk=self.container_id)
-                .values_list("datastore_id", flat=True)
-                .first()
-            )
-        super().save(*args, **kwargs)
 
     @property
     def is_open(self) -> bool:

@@ -36,7 +36,8 @@ def test_datastores_page(datastore, containers, editor, viewer, outsider):
     secret = DatastoreFactory(name="vault", source_url="postgresql://bob:hunter2@db/vault")
     html = client_for(editor).get("/datastores/").content.decode()
     assert "warehouse" in html and "vault" not in html
-    row = html.split("<th scope=\"row\">warehouse</th>")[1].split("</tr>")[0]
+    name = f'<th scope="row"><a href="/datastores/{datastore.pk}/">warehouse</a></th>'
+    row = html.split(name)[1].split("</tr>")[0]
     assert '<td class="num">3</td>' in row
     assert f'href="{launch_url(datastore, "scan")}"' in row
     assert launch_url(datastore, "external_scan") not in row  # opened by the CLI only

@@ -128,6 +128,7 @@ class Scan(Operation):
         rolled_up = len(failing) > config.rollup_threshold
 
         examples: dict[int, list[dict[str, Any]]] = {}
+        example_errors: dict[int, str] = {}
         if not rolled_up and config.source_record_limit:
             for check, _ in failing:
                 ctx.checkpoint()
@@ -139,9 +140,14 @@ class Scan(Operation):
                 except sa_exc.DBAPIError as error:
                     if ctx.stopping:
                         raise
+                    # The database's message may quote a value: it goes with the check's
+                    # evaluation (Viewer and up), the log only says that it happened.
+                    example_errors[check.pk] = "Examples could not be read: " + describe_error(
+                        error, ctx.datastore.source_url
+                    )
                     warnings.append(
-                        f"Check #{check.pk} ({check.label}): examples could not be read: "
-                        f"{describe_error(error, ctx.datastore.source_url)}"
+                        f"Check #{check.pk} ({check.label}): examples could not be read; the "
+                        "error is shown with the check's results."
                     )
 
         metrics: dict[str, Any] = {
@@ -154,7 +160,9 @@ class Scan(Operation):
         resolve = config.auto_resolve and not config.incremental and whole_table
 
         outcomes = [
-            Outcome(check, count, examples.get(check.pk, [])) for check, count in failing
+            Outcome(check, count, examples.get(check.pk, []),
+                    error=example_errors.get(check.pk, ""))
+            for check, count in failing
         ]
         outcomes += [Outcome(check, 0) for check in checks if check.pk in passing]
         outcomes += [Outcome(check, None, error=errors[check.pk]) for check in checks
