@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from datastores.models import Anomaly, AnomalyStatus, Check, CheckStatus, Container
 from runs.models import Run
 from tests.api_support import token_for
-from tests.databases import sync_catalogue
+from tests.databases import run_now, sync_catalogue
 from tests.test_browser import browser, open_as  # noqa: F401 -- fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -129,6 +129,7 @@ def test_five_levels_from_draft_check_to_acknowledged_anomaly(
     expect(page.locator(".history")).to_contain_text("by author")
     shoot(page, "anomaly")
     if os.environ.get("ASSAY_SCREENSHOTS"):
+        run_now(editor, datastore, "profile", {"infer_as_draft": True})  # fields' profiles
         for name, path in [("datastore", f"/datastores/{datastore.pk}/"),
                            ("container", f"/datastores/{datastore.pk}/containers/"
                                          f"{container.pk}/"),
