@@ -2,6 +2,11 @@
 
 An action is *available* on a Run when its state and operation allow it (``POLICY``) and the
 user holds ``REQUIRED_LEVEL`` on the Run's datastore (admins always do).
+
+The results Runs produce follow below, in the same form: check and anomaly transitions
+(``CHECK_TRANSITIONS``, ``ANOMALY_TRANSITIONS``: from which statuses, to which, at which level),
+who writes checks in which status (``CHECK_WRITE_LEVEL``), and who sees source values
+(``SOURCE_VALUES_LEVEL``).
 """
 
 from dataclasses import dataclass
