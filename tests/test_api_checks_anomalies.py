@@ -10,7 +10,7 @@ from datastores.models import Anomaly, AnomalyStatus, Check, CheckStatus, Contai
 from tests.api_support import bearer, orders_container
 from tests.factories import DatastoreFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_backends]
 STATUSES = [AnomalyStatus.ACTIVE, AnomalyStatus.ACKNOWLEDGED, AnomalyStatus.RESOLVED]
 
 
@@ -195,3 +195,20 @@ def test_apply_validates_everything_first(author, datastore):
     assert shape.status_code == 422 and "checks.0" in shape.json()["errors"]
     missing = post(client, "/api/v1/datastores/999999/checks/apply", {"checks": []})
     assert missing.status_code == 404
+
+
+def test_lists_show_the_last_eight_results_oldest_first(viewer, datastore):
+    from datastores.models import CheckEvaluation
+
+    container = Container.objects.create(datastore=datastore, name="t", kind="table")
+    checks = [Check.objects.create(container=container, type="not_null", field_name=f"f{i}")
+              for i in range(3)]
+    for run_id in range(1, 13):
+        for check in checks[:2]:
+            CheckEvaluation.objects.create(check_rule=check, run_id=run_id,
+                                           failed_count=run_id % 2, evaluated_at=timezone.now())
+    items = {c["id"]: c for c in bearer(viewer).get("/api/v1/checks").json()["items"]}
+    for check in checks[:2]:
+        assert [r["run"] for r in items[check.pk]["recent"]] == list(range(5, 13))
+        assert items[check.pk]["recent"][0]["evaluated_at"]
+    assert items[checks[2].pk]["recent"] == []
