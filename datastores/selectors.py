@@ -11,7 +11,9 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db import connection
+from django.db.models import Count, Max, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.http import Http404
 
 from accounts.models import Level, Role, User
@@ -105,20 +107,28 @@ def _check_access(check: Check, level: Level | None) -> None:
 def recent_evaluations(checks: list[Check], *, per_check: int = RECENT_EVALUATIONS) -> None:
     """The last ``per_check`` evaluations of each check, oldest first, as ``check.recent``.
 
-    One query of one short index range per check (``evaluation_check_id``, newest first,
-    LIMIT per_check), glued with UNION ALL: its cost does not grow with a check's history, as
-    numbering every evaluation of the page's checks with a window function would.
+    One query. On PostgreSQL a LATERAL join reads one short index range per check
+    (``evaluation_check_id``, newest first), so its cost does not grow with a check's history;
+    elsewhere (SQLite has no LATERAL) the evaluations are numbered per check by a window.
     """
     for check in checks:
         check.recent = []
     if not checks:
         return
     by_id = {check.pk: check for check in checks}
-    one = (
-        f"SELECT * FROM (SELECT * FROM {CheckEvaluation._meta.db_table} "
-        f"WHERE check_rule_id = %s ORDER BY id DESC LIMIT {int(per_check)}) AS recent"
-    )
-    rows = CheckEvaluation.objects.raw(" UNION ALL ".join([one] * len(by_id)), list(by_id))
+    if connection.vendor == "postgresql":
+        rows = CheckEvaluation.objects.raw(
+            f"SELECT e.* FROM unnest(%s::bigint[]) AS c(id) CROSS JOIN LATERAL ("
+            f"SELECT * FROM {CheckEvaluation._meta.db_table} WHERE check_rule_id = c.id "
+            f"ORDER BY id DESC LIMIT {int(per_check)}) AS e",
+            [list(by_id)],
+        )
+    else:
+        rows = (
+            CheckEvaluation.objects.filter(check_rule_id__in=by_id)
+            .annotate(n=Window(RowNumber(), partition_by="check_rule_id", order_by="-id"))
+            .filter(n__lte=per_check)
+        )
     for evaluation in sorted(rows, key=lambda e: (e.check_rule_id, e.pk)):
         by_id[evaluation.check_rule_id].recent.append(evaluation)
 
