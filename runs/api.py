@@ -28,7 +28,16 @@ from runs.external_scan import (
     external_scan_results,
 )
 from runs.logs import log_download_response
-from runs.models import Operation, Run, RunLogEntry, RunStatus, Schedule, Via
+from runs.models import (
+    FiringOutcome,
+    Operation,
+    Run,
+    RunLogEntry,
+    RunStatus,
+    Schedule,
+    ScheduleFiring,
+    Via,
+)
 from runs.policy import Action, available_actions
 from runs.schedules import schedule_create, schedule_delete
 
@@ -168,6 +177,8 @@ class ScheduleOut(Schema):
     cron: str
     config: dict[str, Any]
     enabled: bool
+    disabled_reason: str | None = Field(description="Why the schedule turned itself off.")
+    owner: str | None = Field(description="Every firing launches as this user.")
     created_at: datetime
     last_fired_at: datetime | None
     next_fire_at: datetime | None
@@ -175,6 +186,19 @@ class ScheduleOut(Schema):
 
 class ScheduleList(Schema):
     items: list[ScheduleOut]
+
+
+class FiringOut(Schema):
+    id: int
+    due_at: datetime
+    fired_at: datetime
+    outcome: FiringOutcome
+    reason: str | None
+    run: int | None
+
+
+class FiringList(Schema):
+    items: list[FiringOut]
 
 
 # -- serialisation -----------------------------------------------------------------------------
@@ -231,14 +255,19 @@ def _shown(user: User, run: Run) -> dict[str, Any]:
     return run_json(fresh, datastore_level(user, fresh.datastore_id))
 
 
-def datastore_or_404(datastore_id: int | None) -> Datastore | None:
-    """Unknown ids are 404 like invisible ones (services raise NotFound for those)."""
+def datastore_or_404(datastore_id: int | None, what: str = "Datastore") -> Datastore | None:
+    """Unknown ids are 404 like invisible ones (services raise the same NotFound for those)."""
     if datastore_id is None:
         return None
     datastore = Datastore.objects.filter(pk=datastore_id).first()
     if datastore is None:
-        raise NotFound("Datastore not found.")
+        raise NotFound(f"{what} not found.")
     return datastore
+
+
+def destination_or_404(operation: str, datastore_id: int | None) -> Datastore | None:
+    services.refuse_destination_unless_promote(operation, datastore_id is not None)
+    return datastore_or_404(datastore_id, "Destination datastore")
 
 
 class InvalidCursor(RunServiceError):
@@ -314,7 +343,7 @@ def launch_run(request: HttpRequest, body: RunLaunch):
         operation=body.operation,
         config=body.config,
         via=Via.API,
-        destination=datastore_or_404(body.destination_datastore),
+        destination=destination_or_404(body.operation, body.destination_datastore),
     )
     return Status(201, _shown(user, run))
 
@@ -463,6 +492,8 @@ def schedule_json(schedule: Schedule) -> dict[str, Any]:
         "cron": schedule.cron,
         "config": schedule.config,
         "enabled": schedule.enabled,
+        "disabled_reason": schedule.disabled_reason or None,
+        "owner": schedule.created_by.username if schedule.created_by else None,
         "created_at": schedule.created_at,
         "last_fired_at": schedule.last_fired_at,
         "next_fire_at": schedule.next_fire_at,
@@ -475,7 +506,9 @@ class ScheduleFilters(Schema):
 
 @router.get("/schedules", response={200: ScheduleList, **ERRORS}, tags=["schedules"])
 def list_schedules(request: HttpRequest, filters: Query[ScheduleFilters]):
-    schedules = Schedule.objects.select_related("datastore", "destination_datastore")
+    schedules = Schedule.objects.select_related(
+        "datastore", "destination_datastore", "created_by"
+    )
     visible = visible_datastore_ids(_user(request))
     if visible is not None:
         schedules = schedules.filter(datastore_id__in=visible)
@@ -493,22 +526,52 @@ def create_schedule(request: HttpRequest, body: ScheduleIn):
         operation=body.operation,
         cron=body.cron,
         config=body.config,
-        destination=datastore_or_404(body.destination_datastore),
+        destination=destination_or_404(body.operation, body.destination_datastore),
         enabled=body.enabled,
     )
     return Status(201, schedule_json(schedule))
 
 
-@router.delete(
-    "/schedules/{schedule_id}", response={204: None, **ERRORS}, tags=["schedules"]
-)
-def delete_schedule(
-    request: HttpRequest, schedule_id: PathId
-):
-    user = _user(request)
+def _schedule_for(user: User, schedule_id: int) -> Schedule:
     schedule = Schedule.objects.select_related("datastore").filter(pk=schedule_id).first()
     if schedule is None or datastore_level(user, schedule.datastore_id) is None:
         raise NotFound("Schedule not found.")
-    schedule_delete(schedule=schedule, user=user)
+    return schedule
+
+
+@router.delete(
+    "/schedules/{schedule_id}", response={204: None, **ERRORS}, tags=["schedules"]
+)
+def delete_schedule(request: HttpRequest, schedule_id: PathId):
+    user = _user(request)
+    schedule_delete(schedule=_schedule_for(user, schedule_id), user=user)
     return Status(204, None)
+
+
+@router.get(
+    "/schedules/{schedule_id}/firings",
+    response={200: FiringList, **ERRORS},
+    tags=["schedules"],
+    summary="What the latest firings did (newest first)",
+)
+def schedule_firings(
+    request: HttpRequest,
+    schedule_id: PathId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+):
+    schedule = _schedule_for(_user(request), schedule_id)
+    firings = ScheduleFiring.objects.filter(schedule=schedule).order_by("-pk")[:limit]
+    return {
+        "items": [
+            {
+                "id": firing.pk,
+                "due_at": firing.due_at,
+                "fired_at": firing.fired_at,
+                "outcome": firing.outcome,
+                "reason": firing.reason or None,
+                "run": firing.run_id,
+            }
+            for firing in firings
+        ]
+    }
 

@@ -47,7 +47,12 @@ def test_datastores_page(datastore, containers, editor, viewer, outsider):
     team.members.add(viewer)
     team.datastores.add(secret)
     vault_html = client_for(viewer).get("/datastores/").content.decode()
-    assert "vault" in vault_html and "hunter2" not in vault_html and "***" in vault_html
+    # A Viewer sees the name and the kind, never host, path, user or password.
+    vault_row = vault_html.split('<th scope="row">vault</th>')[1].split("</tr>")[0]
+    assert "<td>postgresql</td>" in vault_row and "Editors only" in vault_row
+    assert not {"hunter2", "bob", "db/vault"} & set(re.findall(r"[\w/]+", vault_html))
+    editor_row = html.split('<th scope="row">warehouse</th>')[1].split("</tr>")[0]
+    assert "<code>sqlite:///" in editor_row  # Editors see the connection
 
 
 # -- permissions -------------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""The datastore create/edit form. Passwords are write-only: never rendered back."""
+
+from django import forms
+
+from accounts.models import Role, Team, User
+
+URL_HELP = (
+    "A SQLAlchemy URL: postgresql://user@host:5432/database, or sqlite:////absolute/path.db "
+    "for a file in Assay's datastore folders."
+)
+
+
+class DatastoreForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    source_url = forms.CharField(label="Source URL", max_length=2000, help_text=URL_HELP)
+    password = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Or give it in the URL. Never shown again.",
+    )
+    enrichment_url = forms.CharField(
+        label="Enrichment URL",
+        required=False,
+        max_length=2000,
+        help_text="Where Export and Materialize write. Empty: none.",
+    )
+    enrichment_password = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    enrichment_prefix = forms.CharField(max_length=40, initial="assay")
+
+    def __init__(self, *args, user: User, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if editing:
+            keep = "Leave empty to keep the stored password (kept while host, port and user stay)."
+            self.fields["password"].help_text = keep
+            self.fields["enrichment_password"].help_text = keep
+        else:
+            teams = Team.objects.order_by("-is_public", "name")
+            if user.role != Role.ADMIN:
+                teams = teams.filter(members=user) | teams.filter(is_public=True)
+            self.fields["teams"] = forms.ModelMultipleChoiceField(
+                queryset=teams.distinct(),
+                required=False,
+                widget=forms.CheckboxSelectMultiple,
+                help_text="Teams that get this datastore at their level.",
+            )
+
+    def service_arguments(self, *, editing: bool) -> dict:
+        data = dict(self.cleaned_data)
+        for key in ("password", "enrichment_password"):
+            # An empty password field means "no change" on edit, "none" on create.
+            if not data[key]:
+                data[key] = None
+        if not editing:
+            data["team_ids"] = [team.pk for team in data.pop("teams", [])]
+        return data
+
+    def add_service_errors(self, errors: dict[str, list[str]], detail: str) -> None:
+        if not errors:
+            self.add_error(None, detail)
+        for key, messages in errors.items():
+            field = key if key in self.fields else None
+            for message in messages:
+                self.add_error(field, message)
