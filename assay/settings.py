@@ -72,8 +72,9 @@ def _credential_keys() -> list[str]:
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured(
-            "CREDENTIAL_KEYS must be set when ASSAY_MODE=production "
-            "(generate one with `manage.py rotate_credentials --new-key`)."
+            "CREDENTIAL_KEYS must be set when ASSAY_MODE=production (generate a key with "
+            "python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')."
         )
     # Embedded installs keep their keys under var/, one per line, like the secret key.
     key_file = VAR_DIR / "credential_keys"

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from accounts.models import User
 from accounts.permissions import datastore_level
+from assay.input_checks import find_nul
 from datastores.models import Datastore
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.logs import append_log
@@ -83,6 +84,11 @@ def validate_config(
         )
     if not isinstance(config, dict | None):
         raise InvalidConfig("config must be a JSON object.", errors={"config": ["Not an object."]})
+    if nul := find_nul(config, "config"):
+        raise InvalidConfig(
+            f"Text may not contain NUL characters ({nul}).",
+            errors={"config": ["Text may not contain NUL characters."]},
+        )
     op = get_operation(operation)
     try:
         parsed = op.Config.model_validate(config or {})

@@ -26,7 +26,14 @@ from pydantic import Field as ConfigField
 from datastores.models import Check, CheckOrigin, CheckStatus, Container, Datastore
 from datastores.sources import SourceError
 from runs.errors import InvalidConfig
-from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.base import (
+    Id,
+    Operation,
+    OperationConfig,
+    Unit,
+    UnitFailed,
+    UnitResult,
+)
 
 OUTCOMES = ("created", "updated", "skipped", "failed")
 PROMOTABLE = (CheckStatus.ACTIVE, CheckStatus.DRAFT)
@@ -35,7 +42,7 @@ PROMOTABLE = (CheckStatus.ACTIVE, CheckStatus.DRAFT)
 class PromoteConfig(OperationConfig):
     source_container: str = ConfigField(min_length=1, max_length=255)
     destination_container: str = ConfigField(min_length=1, max_length=255)
-    checks: list[int] | None = ConfigField(
+    checks: list[Id] | None = ConfigField(
         default=None, min_length=1,
         description="Check ids of the source container; empty for all active and draft checks.",
     )
