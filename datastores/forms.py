@@ -3,6 +3,7 @@
 from django import forms
 
 from accounts.models import Role, Team, User
+from datastores.models import url_without_password
 
 URL_HELP = (
     "A SQLAlchemy URL: postgresql://user@host:5432/database, or sqlite:////absolute/path.db "
@@ -10,9 +11,18 @@ URL_HELP = (
 )
 
 
+class UrlInput(forms.TextInput):
+    """Shows a URL back (a form with errors) without its password."""
+
+    def format_value(self, value):
+        return super().format_value(url_without_password(value) if value else value)
+
+
 class DatastoreForm(forms.Form):
     name = forms.CharField(max_length=100)
-    source_url = forms.CharField(label="Source URL", max_length=2000, help_text=URL_HELP)
+    source_url = forms.CharField(
+        label="Source URL", max_length=2000, help_text=URL_HELP, widget=UrlInput
+    )
     password = forms.CharField(
         required=False,
         max_length=1000,
@@ -24,6 +34,7 @@ class DatastoreForm(forms.Form):
         label="Enrichment URL",
         required=False,
         max_length=2000,
+        widget=UrlInput,
         help_text="Where Export and Materialize write. Empty: none.",
     )
     enrichment_password = forms.CharField(

@@ -98,13 +98,17 @@ def mask_url(url: str) -> str:
 
 
 def url_without_password(url: str) -> str:
-    """The URL to edit: everything but the password (which is write-only)."""
+    """The URL to edit: everything but the password (which is write-only), also when it was
+    given as a ``password`` option. Unparseable text is returned as it is."""
     if not url:
         return ""
     try:
-        return make_url(url).set(password=None).render_as_string(hide_password=False)
+        parsed = make_url(url)
     except Exception:
-        return ""
+        return url
+    # URL.set(password=None) means "leave it"; _replace really removes it.
+    parsed = parsed.difference_update_query(["password"])._replace(password=None)
+    return parsed.render_as_string(hide_password=False)
 
 
 def backend_name(url: str) -> str:
