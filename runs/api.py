@@ -172,7 +172,9 @@ class ScheduleOut(Schema):
     id: int
     name: str
     datastore: DatastoreRef
-    destination_datastore: DatastoreRef | None
+    destination_datastore: DatastoreRef | None = Field(
+        description="Promote only; null too when you cannot see it."
+    )
     operation: Operation
     cron: str
     config: dict[str, Any]
@@ -479,8 +481,12 @@ def finish_external_scan(request: HttpRequest, run_id: PathId):
 
 
 # -- schedules ---------------------------------------------------------------------------------
-def schedule_json(schedule: Schedule) -> dict[str, Any]:
+def schedule_json(schedule: Schedule, visible: set[int] | None) -> dict[str, Any]:
+    """``visible``: ids of the datastores the caller sees (None: all). Promote's destination
+    is shown only to those who see it."""
     destination = schedule.destination_datastore
+    if destination is not None and visible is not None and destination.pk not in visible:
+        destination = None
     return {
         "id": schedule.pk,
         "name": schedule.name,
@@ -514,7 +520,12 @@ def list_schedules(request: HttpRequest, filters: Query[ScheduleFilters]):
         schedules = schedules.filter(datastore_id__in=visible)
     if filters.datastore:
         schedules = schedules.filter(datastore_id__in=filters.datastore)
-    return {"items": [schedule_json(s) for s in schedules.order_by("name", "pk")]}
+    schedules = list(schedules.order_by("name", "pk"))
+    levels = datastore_levels(
+        _user(request), {s.destination_datastore_id for s in schedules} - {None}
+    )
+    seen = None if visible is None else set(levels)
+    return {"items": [schedule_json(s, seen) for s in schedules]}
 
 
 @router.post("/schedules", response={201: ScheduleOut, **ERRORS}, tags=["schedules"])
@@ -529,7 +540,7 @@ def create_schedule(request: HttpRequest, body: ScheduleIn):
         destination=destination_or_404(body.operation, body.destination_datastore),
         enabled=body.enabled,
     )
-    return Status(201, schedule_json(schedule))
+    return Status(201, schedule_json(schedule, None))  # the creator may edit both
 
 
 def _schedule_for(user: User, schedule_id: int) -> Schedule:
