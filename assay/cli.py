@@ -241,8 +241,8 @@ def _strict_rows(path: Path, reader: csv.DictReader) -> Iterator[dict[str, str |
         if None in row.values():  # restval: fewer values
             given = sum(value is not None for value in row.values())
             raise CliError(
-                f"{path}: line {reader.line_num} has {given} values but the header has "
-                f"{width} columns. Nothing was registered."
+                f"{path}: line {reader.line_num} has {given} value{'s' * (given != 1)} but the "
+                f"header has {width} columns. Nothing was registered."
             )
         yield row
 
