@@ -93,7 +93,7 @@ def test_the_launch_form_refuses_nul_and_huge_numbers(editor, datastore):
     assert not Run.objects.exists()
 
 
-# -- integers beyond a column ---------------------------------------------------------------------
+# -- integers beyond a column ------------------------------------------------------------------
 @pytest.mark.parametrize(("operation", "config", "field"), [
     ("profile", {"record_limit": HUGE}, "record_limit"),
     ("scan", {"rollup_threshold": HUGE}, "rollup_threshold"),
@@ -122,7 +122,7 @@ def test_huge_ids_anywhere_are_4xx(editor, datastore):
         assert_error(post(editor, "/api/v1/runs", body), (422,))
 
 
-# -- booleans that are not booleans ---------------------------------------------------------------
+# -- booleans that are not booleans ------------------------------------------------------------
 @pytest.mark.parametrize("value", ["yes", "true", 1, 0, "", None, [True]])
 def test_a_destructive_flag_must_be_a_real_boolean(editor, datastore, value):
     body = {"operation": "sync", "datastore": datastore.pk, "config": {"prune": value}}
@@ -140,7 +140,7 @@ def test_real_booleans_still_work(editor, datastore):
     assert response.status_code == 201 and response.json()["config"]["prune"] is True
 
 
-# -- log lines ----------------------------------------------------------------------------------------
+# -- log lines ---------------------------------------------------------------------------------
 def test_newlines_cannot_forge_lines_in_the_log_download(editor, datastore):
     forged = "ok\n2026-01-01T00:00:00+00:00 ERROR   [orders] forged\r\u2028\x1b[2Jcleared"
     schedule = schedule_create(user=editor, name=forged, datastore=datastore,
@@ -161,7 +161,7 @@ def test_newlines_cannot_forge_lines_in_the_log_download(editor, datastore):
         "message"] == forged
 
 
-# -- unexpected errors ------------------------------------------------------------------------------
+# -- unexpected errors -------------------------------------------------------------------------
 def test_an_unexpected_error_is_json_in_the_documented_shape(admin, datastore, caplog):
     """A datastore whose credentials no key decrypts (a key removed too early) is a fault of
     the server, not of the request: 500, yet JSON like every other error, and logged."""
