@@ -293,10 +293,19 @@ def decode_cursor(cursor: str) -> int:
     return int(match.group(1))
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and timezone.is_naive(value):
-        return value.replace(tzinfo=UTC)  # the API speaks UTC
-    return value
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """The filter as UTC. A naive time is read as UTC (the API speaks UTC); any offset ISO 8601
+    allows is accepted, although PostgreSQL refuses offsets beyond 15:59."""
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
+        raise InvalidInput(
+            f"{name} is out of range.", errors={name: ["Out of range."]}
+        ) from None
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -314,9 +323,9 @@ def list_runs(request: HttpRequest, filters: Query[RunFilters]):
     if filters.datastore:
         runs = runs.filter(datastore_id__in=filters.datastore)
     if filters.created_after:
-        runs = runs.filter(created_at__gte=_aware(filters.created_after))
+        runs = runs.filter(created_at__gte=_utc(filters.created_after, "created_after"))
     if filters.created_before:
-        runs = runs.filter(created_at__lt=_aware(filters.created_before))
+        runs = runs.filter(created_at__lt=_utc(filters.created_before, "created_before"))
     if filters.cursor:
         # Keyset on id, never OFFSET: Runs launched while a client pages have higher ids and
         # cannot shift the pages it has not read yet.

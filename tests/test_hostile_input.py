@@ -180,3 +180,12 @@ def test_a_run_logged_while_running_keeps_its_lines(editor, datastore):
     run = RunFactory(datastore=datastore, status=RunStatus.RUNNING, started_at=timezone.now())
     assert append_log(run.pk, "line\nwith break")
     assert run.log_entries.get().message == "line\nwith break"
+
+
+def test_any_iso_offset_in_date_filters_is_fine_or_a_clear_422(editor, datastore):
+    # PostgreSQL refuses offsets beyond 15:59 that ISO 8601 allows: read as UTC first.
+    ok = bearer(editor).get("/api/v1/runs?created_after=3172-11-20T15:50:02%2B17:35")
+    assert ok.status_code == 200 and ok.json()["items"] == []
+    for value in ("0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-05:00"):
+        body = assert_error(bearer(editor).get(f"/api/v1/runs?created_before={value}"), (422,))
+        assert body["errors"] == {"created_before": ["Out of range."]}
