@@ -32,6 +32,8 @@ class Command(BaseCommand):
     def handle(self, *args, rows: int, no_sync: bool, **options):
         demo_dir = settings.VAR_DIR / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True)
+        # Where datastore files may live by default (DATASTORE_FILE_DIRS): ready to use.
+        (settings.VAR_DIR / "sources").mkdir(parents=True, exist_ok=True)
         source = demo_dir / "source.sqlite3"
         if not source.exists():
             self.stdout.write(f"Generating the demo source database ({rows} orders)...")
