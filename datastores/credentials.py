@@ -44,26 +44,25 @@ def encrypt(text: str) -> str:
 
 
 def decrypt(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return fernet().decrypt(token.encode()).decode()
-    except InvalidToken:
-        raise CredentialsUnreadable(
-            "A stored datastore URL cannot be decrypted with the configured CREDENTIAL_KEYS."
-        ) from None
+    return _unseal(token, rotate=False)
 
 
 def rotate(token: str) -> str:
     """``token`` re-encrypted with the first key (unchanged if empty)."""
+    return _unseal(token, rotate=True)
+
+
+def _unseal(token: str, *, rotate: bool) -> str:
     if not token:
         return ""
+    keys = fernet()
     try:
-        return fernet().rotate(token.encode()).decode()
+        result = keys.rotate(token.encode()) if rotate else keys.decrypt(token.encode())
     except InvalidToken:
         raise CredentialsUnreadable(
             "A stored datastore URL cannot be decrypted with the configured CREDENTIAL_KEYS."
         ) from None
+    return result.decode()
 
 
 def new_key() -> str:
