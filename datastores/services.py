@@ -16,7 +16,7 @@ from accounts.models import Role, Team, User
 from accounts.permissions import can_create_datastore, can_edit_datastore, datastore_level
 from datastores import url_policy
 from datastores.models import Datastore
-from datastores.sources import SourceConnection, SourceUnavailable
+from datastores.sources import SourceConnection, SourceUnavailable, describe_error
 from datastores.url_policy import UrlRefused
 from runs.errors import InvalidInput, NotFound, PermissionDenied
 
@@ -140,8 +140,6 @@ def datastore_test_connection(*, user: User, datastore: Datastore) -> str:
         except SourceUnavailable as exc:
             errors[f"{purpose}_url"] = [_refusal(user, exc.detail)]
         except sa.exc.SQLAlchemyError as exc:
-            from datastores.sources import describe_error
-
             errors[f"{purpose}_url"] = [_refusal(user, describe_error(exc, url))]
     if errors:
         raise InvalidInput("; ".join(m for msgs in errors.values() for m in msgs), errors=errors)

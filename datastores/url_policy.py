@@ -284,7 +284,7 @@ def allowed_drivers() -> list[str]:
 
 
 @cache
-def installed_drivers() -> list[str]:
+def installed_drivers() -> tuple[str, ...]:
     names = []
     for name in DRIVERS:
         try:
@@ -292,7 +292,7 @@ def installed_drivers() -> list[str]:
         except (ImportError, NoSuchModuleError, ArgumentError):
             continue
         names.append(name)
-    return names
+    return tuple(names)
 
 
 def driver_key(url: sa.URL) -> str:

@@ -73,8 +73,10 @@ def test_timeline_of_an_aborted_resumed_run(datastore, editor):
 
 
 def test_promote_has_no_queued_step(datastore, editor):
+    destination = DatastoreFactory(name="dest")
+    destination.teams.add(*datastore.teams.all())  # named only to those who can see it
     run = make_run(datastore, status="success", operation="promote",
-                   destination_datastore=DatastoreFactory(name="dest"))
+                   destination_datastore=destination)
     html = detail(client_for(editor), run)
     assert "<strong>Queued</strong>" not in html
     assert "Promote starts running directly" in html
