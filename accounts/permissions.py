@@ -72,3 +72,20 @@ def can_edit(level: Level | None) -> bool:
 
 def can_create_datastore(user: User) -> bool:
     return user.is_authenticated and user.role in (Role.ADMIN, Role.MANAGER)
+
+
+def can_edit_datastore(user: User, datastore_id: int) -> bool:
+    """Change a datastore's name, URLs and credentials: admins, and managers who are Editors."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return may_edit_datastore(user, datastore_level(user, datastore_id))
+
+
+def may_edit_datastore(user: User, level: Level | None) -> bool:
+    """``can_edit_datastore`` for a level already known (lists)."""
+    return user.role == Role.ADMIN or (user.role == Role.MANAGER and can_edit(level))
+
+
+def can_see_connection(user: User, level: Level | None) -> bool:
+    """Host, path and user of a datastore's URL: Editors and admins; never Reporters/Viewers."""
+    return user.role == Role.ADMIN or can_edit(level)

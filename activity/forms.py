@@ -79,9 +79,13 @@ def _unwrap_optional(annotation) -> tuple[Any, bool]:
 
 
 def _unwrap_annotated(annotation) -> tuple[Any, list]:
-    """``PositiveInt`` is ``Annotated[int, Gt(0)]``: the base type, and its constraints."""
+    """``PositiveInt`` is ``Annotated[int, Gt(0)]``: the base type, and its constraints (a
+    ``Field(gt=0)`` inside ``Annotated`` holds them in its own ``metadata``)."""
     if typing.get_origin(annotation) is typing.Annotated:
-        return typing.get_args(annotation)[0], list(annotation.__metadata__)
+        constraints = []
+        for item in annotation.__metadata__:
+            constraints.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+        return typing.get_args(annotation)[0], constraints
     return annotation, []
 
 
@@ -176,7 +180,7 @@ class LaunchForm(forms.Form):
         if annotation is str:
             self._kinds[name] = "str"
             return forms.CharField(initial=default, **common)
-        if origin is list and args and args[0] is int:
+        if origin is list and args and _unwrap_annotated(args[0])[0] is int:
             self._kinds[name] = "int_list"
             common["help_text"] = common["help_text"] or "Comma-separated ids; empty for all."
             return forms.CharField(**common)

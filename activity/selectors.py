@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import (
+    can_see_connection,
     datastore_level,
     datastore_levels,
+    may_edit_datastore,
     visible_datastore_ids,
     visible_sql,
 )
@@ -284,6 +286,9 @@ def datastore_cards(user: User) -> list[Datastore]:
     for store in stores:
         store.level = levels.get(store.pk)
         store.can_launch = level_allows(store.level)
+        # Host, path and user are for Editors and admins; Reporters and Viewers see the kind.
+        store.connection = store.display_url if can_see_connection(user, store.level) else ""
+        store.can_edit = may_edit_datastore(user, store.level)
     return stores
 
 

@@ -17,6 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
+from accounts.permissions import can_create_datastore
 from datastores.models import Datastore
 from runs import errors, services
 from runs.logs import log_download_response
@@ -233,6 +234,7 @@ def datastore_list(request):
     return render(request, "activity/datastores.html", {
         "datastores": selectors.datastore_cards(request.user),
         "operations": LAUNCHABLE,
+        "can_add": can_create_datastore(request.user),
     })
 
 

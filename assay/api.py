@@ -5,19 +5,61 @@ per-field messages when there are some), whatever raised it: a run service, ninj
 validation, an unparseable body or a failed authentication.
 """
 
+import json
+import logging
+from typing import Any
+
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 from accounts.api_auth import BearerToken
+from assay.input_checks import find_nul
 from runs.errors import RunServiceError
+
+logger = logging.getLogger(__name__)
+
+
+class HostileInput(RunServiceError):
+    """Text no column can store (NUL characters) or numbers JSON does not have (NaN)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+def refuse_nul(value: Any, where: str) -> None:
+    found = find_nul(value, where)
+    if found:
+        # The location names keys the client sent: printable, NUL shown as "?".
+        raise HostileInput(f"Text may not contain NUL characters ({found.replace(chr(0), '?')}).")
+
+
+def _no_constants(name: str):
+    raise HostileInput(f"{name} is not a JSON number.")
+
+
+class StrictParser(Parser):
+    """JSON bodies and query strings, refusing NUL characters and NaN/Infinity."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        data = json.loads(request.body, parse_constant=_no_constants)
+        refuse_nul(data, "body")
+        return data
+
+    def parse_querydict(self, data, list_fields, request: HttpRequest) -> dict:
+        for key, values in data.lists():
+            refuse_nul([key, *values], f"query parameter {key}")
+        return super().parse_querydict(data, list_fields, request)
+
 
 api = NinjaAPI(
     title="Assay API",
     version="1",
     urls_namespace="api",
     auth=BearerToken(),
+    parser=StrictParser(),
     description="Runs, datastores, schedules, External Scans, checks and anomalies. "
     "Authenticate with `Authorization: Bearer <token>`.",
 )
@@ -82,7 +124,10 @@ def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> Htt
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    # Ninja raises HttpError(400, "Cannot parse request body") for malformed JSON.
+    # Ninja raises HttpError(400, "Cannot parse request body") for malformed JSON, and for
+    # whatever the parser refused (then the cause says what).
+    if isinstance(exc.__cause__, RunServiceError):
+        return _service_error(request, exc.__cause__)
     return error_response(request, exc.status_code, str(exc))
 
 
@@ -96,6 +141,16 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 @api.exception_handler(Http404)
 def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return error_response(request, 404, "Not found.")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # A bug: logged with its traceback for operators; the client gets the documented shape,
+    # never a page or a traceback.
+    logger.exception("API %s %s failed", request.method, request.path)
+    return error_response(
+        request, 500, "Internal error; it has been logged.", "internal_error"
+    )
 
 
 def unknown_endpoint(request: HttpRequest, *args, **kwargs) -> HttpResponse:

@@ -232,9 +232,22 @@ def _check_header(path: Path, header: list[str] | None, fields: Mapping[str, str
 
 
 def _strict_rows(path: Path, reader: csv.DictReader) -> Iterator[dict[str, str | None]]:
-    for number, row in enumerate(reader, start=1):
-        if None in row:  # DictReader's restkey: more values than the header has columns
-            raise CliError(f"{path}: row {number} has more values than the header has columns")
+    """Rows with exactly one value per column: DictReader would pad a short row with None
+    (read as NULLs, failing not_null checks that the file never asked for) and keep a long
+    row's extra values aside. ``line_num`` is the file's line (quoted values may span lines)."""
+    width = len(reader.fieldnames or ())
+    for row in reader:
+        if None in row:  # restkey: more values than the header has columns
+            raise CliError(
+                f"{path}: line {reader.line_num} has more values than the header has columns "
+                f"({width}). Nothing was registered."
+            )
+        if None in row.values():  # restval: fewer values
+            given = sum(value is not None for value in row.values())
+            raise CliError(
+                f"{path}: line {reader.line_num} has {given} value{'s' * (given != 1)} but the "
+                f"header has {width} columns. Nothing was registered."
+            )
         yield row
 
 

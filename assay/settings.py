@@ -10,9 +10,11 @@ Two shapes of deployment share this file:
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ASSAY_VAR_DIR", BASE_DIR / "var"))
@@ -60,6 +62,32 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _credential_keys() -> list[str]:
+    """Fernet keys for datastore credentials: the first encrypts, all decrypt (rotation)."""
+    if keys := env_list("CREDENTIAL_KEYS", []):
+        return keys
+    if PRODUCTION:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "CREDENTIAL_KEYS must be set when ASSAY_MODE=production (generate a key with "
+            "python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')."
+        )
+    # Embedded installs keep their keys under var/, one per line, like the secret key.
+    key_file = VAR_DIR / "credential_keys"
+    if not key_file.exists():
+        import base64
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
+        key_file.chmod(0o600)
+    return [line.strip() for line in key_file.read_text().splitlines() if line.strip()]
+
+
+CREDENTIAL_KEYS = _credential_keys()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -72,6 +100,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "ninja",  # serves the API docs page from its packaged static files, not a CDN
+    "axes",
     "accounts",
     "datastores",
     "runs",
@@ -87,8 +117,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "assay.middleware.api_method_not_allowed_as_json",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "assay.urls"
@@ -105,6 +138,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -136,6 +170,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# django-axes first: every authenticate() call, whichever form makes it, is counted and
+# refused during a lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "activity:list"
 LOGOUT_REDIRECT_URL = "login"
@@ -165,6 +205,35 @@ STORAGES = {
 }
 
 # --- Security -------------------------------------------------------------------------------
+# The Django admin is not part of Assay's UI; mounted only when an operator names its path.
+ADMIN_URL = os.environ.get("ADMIN_URL", "").strip("/")
+
+# Failed logins: after LOGIN_FAILURE_LIMIT failures for one user name from one address within
+# LOGIN_LOCKOUT_MINUTES, every attempt (even with the right password) is refused until that
+# time has passed since the last failure. Counts every login form (django-axes).
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_LOCKOUT_MINUTES", 15.0))
+AXES_USE_ATTEMPT_EXPIRATION = True  # failures older than the window no longer count
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# Content-Security-Policy: only Assay's own scripts, styles, images and fonts; no inline
+# script or style, no plugins, no framing, forms post only to Assay.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
@@ -184,6 +253,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes logs every successful login at INFO; failures and lockouts are warnings.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -230,6 +301,18 @@ CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL},
     "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL},
 }
+
+# --- Datastores -----------------------------------------------------------------------------
+# Drivers (dialect+driver) datastore URLs may use; empty: every driver Assay has a vetting rule
+# for and whose Python package is installed (datastores/url_policy.py).
+DATASTORE_ALLOWED_DRIVERS = env_list("DATASTORE_ALLOWED_DRIVERS", [])
+# Folders a file-based datastore (SQLite) may live in, symlinks resolved.
+DATASTORE_FILE_DIRS = env_list(
+    "DATASTORE_FILE_DIRS", [str(VAR_DIR / "sources"), str(VAR_DIR / "demo")]
+)
+# Hosts no datastore may connect to: IP networks (169.254.0.0/16) or names (".internal"
+# denies every name under it). Default none; docs/security.md suggests a list.
+DATASTORE_DENIED_HOSTS = env_list("DATASTORE_DENIED_HOSTS", [])
 
 # Timeouts for connecting to source datastores, so a bad host fails a Run quickly.
 SOURCE_CONNECT_TIMEOUT = int(os.environ.get("SOURCE_CONNECT_TIMEOUT", "10"))

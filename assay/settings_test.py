@@ -5,6 +5,7 @@ worker processes and live servers started by a test share that test's database a
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -27,6 +28,12 @@ def _default(name: str, value: str) -> None:
 
 
 _default("ASSAY_VAR_DIR", str(_var))
+# Tests keep their source databases in pytest's temporary folders; real worker processes
+# (which read this from the environment) must accept them too.
+_default(
+    "DATASTORE_FILE_DIRS",
+    ",".join([tempfile.gettempdir(), str(_var / "sources"), str(_var / "demo")]),
+)
 _default("ASSAY_TEST_DATABASE_NAME", str(_var / "test.sqlite3"))
 if os.environ.get("ASSAY_TEST_BROKER") == "redis":
     # One Redis database per xdist worker keeps their queues apart.

@@ -1,19 +1,31 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.generic import RedirectView
 
 from assay.api import api, unknown_endpoint
 
-urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="activity:list", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("activity/", include("activity.urls")),
-    path("datastores/", include("activity.datastore_urls")),
-    path("teams/", include("accounts.urls")),
-    path("", include("datastores.urls")),
-    path("api/v1/", api.urls),
-    re_path(r"^api/", unknown_endpoint),  # JSON, not the HTML 404 page, for API clients
-    path("admin/", admin.site.urls),
-]
+handler400 = "assay.views.bad_request"
+handler500 = "assay.views.server_error"
+
+
+def build_urlpatterns(admin_url: str) -> list[URLPattern | URLResolver]:
+    """Assay's pages and API; the Django admin only under a path an operator chose."""
+    patterns = [
+        path("", RedirectView.as_view(pattern_name="activity:list", permanent=False)),
+        path("login/", auth_views.LoginView.as_view(), name="login"),
+        path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+        path("activity/", include("activity.urls")),
+        path("datastores/", include("activity.datastore_urls")),
+        path("teams/", include("accounts.urls")),
+        path("", include("datastores.urls")),
+        path("api/v1/", api.urls),
+        re_path(r"^api/", unknown_endpoint),  # JSON, not the HTML 404 page, for API clients
+    ]
+    if admin_url:
+        patterns.append(path(f"{admin_url.strip('/')}/", admin.site.urls))
+    return patterns
+
+
+urlpatterns = build_urlpatterns(settings.ADMIN_URL)

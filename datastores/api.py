@@ -1,6 +1,8 @@
 """REST API for the catalogue: datastores and their containers (with fields and active checks).
 
-Datastore URLs carry credentials: they are accepted on creation and never returned.
+Datastore URLs carry credentials: passwords are write-only (accepted, never returned). Editors
+and admins see the URL without its password (``connection``); Reporters and Viewers only the
+name and the kind (``dialect``).
 """
 
 from datetime import datetime
@@ -11,12 +13,21 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.models import Level
-from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
+from accounts.permissions import (
+    can_see_connection,
+    datastore_level,
+    datastore_levels,
+    visible_datastore_ids,
+)
 from assay.api_common import ERRORS, BodyId, PathId, Strict
 from datastores.anomalies import check_spec
 from datastores.models import Check, CheckStatus, Container, Datastore
 from datastores.quality import describe
-from datastores.services import datastore_create
+from datastores.services import (
+    datastore_create,
+    datastore_test_connection,
+    datastore_update,
+)
 from runs.errors import NotFound
 from runs.policy import can_see_source_values
 
@@ -31,6 +42,12 @@ class DatastoreOut(Schema):
     enrichment_prefix: str
     created_at: datetime
     permission: str | None = Field(description="The caller's level on it: reporter ... editor.")
+    connection: str | None = Field(
+        description="The source URL without its password; only for Editors and admins."
+    )
+    enrichment_connection: str | None = Field(
+        description="The enrichment URL without its password; only for Editors and admins."
+    )
 
 
 class DatastoreList(Schema):
@@ -40,9 +57,34 @@ class DatastoreList(Schema):
 class DatastoreIn(Strict):
     name: str = Field(min_length=1, max_length=100)
     source_url: str = Field(min_length=1, max_length=2000, description="SQLAlchemy URL")
+    password: str | None = Field(
+        None, max_length=1000, description="Write-only; or give it in the URL."
+    )
     enrichment_url: str = Field("", max_length=2000)
+    enrichment_password: str | None = Field(None, max_length=1000, description="Write-only.")
     enrichment_prefix: str = Field("assay", max_length=40)
     teams: list[BodyId] = Field(default_factory=list, max_length=100, description="Team ids")
+
+
+class DatastoreUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    source_url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="Without a password, the stored one is kept while host, port and user "
+        "stay the same.",
+    )
+    password: str | None = Field(
+        None, max_length=1000, description='Write-only. Left out: kept; "": removed.'
+    )
+    enrichment_url: str | None = Field(None, max_length=2000, description='"": unlink.')
+    enrichment_password: str | None = Field(None, max_length=1000, description="Write-only.")
+    enrichment_prefix: str | None = Field(None, max_length=40)
+
+
+class ConnectionTest(Schema):
+    detail: str
 
 
 class FieldOut(Schema):
@@ -76,7 +118,8 @@ class ContainerFilters(Schema):
     name: str | None = Field(None, max_length=255, description="Only the container so named.")
 
 
-def datastore_json(datastore: Datastore, level: Level | None) -> dict[str, Any]:
+def datastore_json(user, datastore: Datastore, level: Level | None) -> dict[str, Any]:
+    shown = can_see_connection(user, level)
     return {
         "id": datastore.pk,
         "name": datastore.name,
@@ -85,6 +128,8 @@ def datastore_json(datastore: Datastore, level: Level | None) -> dict[str, Any]:
         "enrichment_prefix": datastore.enrichment_prefix,
         "created_at": datastore.created_at,
         "permission": level.name.lower() if level is not None else None,
+        "connection": datastore.display_url if shown else None,
+        "enrichment_connection": datastore.display_enrichment_url or None if shown else None,
     }
 
 
@@ -97,7 +142,7 @@ def list_datastores(request: HttpRequest):
         datastores = datastores.filter(pk__in=visible)
     datastores = list(datastores)
     levels = datastore_levels(user, [d.pk for d in datastores])
-    return {"items": [datastore_json(d, levels.get(d.pk)) for d in datastores]}
+    return {"items": [datastore_json(user, d, levels.get(d.pk)) for d in datastores]}
 
 
 @router.post("/datastores", response={201: DatastoreOut, **ERRORS})
@@ -110,8 +155,44 @@ def create_datastore(request: HttpRequest, body: DatastoreIn):
         enrichment_url=body.enrichment_url,
         enrichment_prefix=body.enrichment_prefix,
         team_ids=body.teams,
+        password=body.password,
+        enrichment_password=body.enrichment_password,
     )
-    return Status(201, datastore_json(datastore, datastore_level(user, datastore.pk)))
+    return Status(201, datastore_json(user, datastore, datastore_level(user, datastore.pk)))
+
+
+def _visible(user, datastore_id: int) -> tuple[Datastore, Level]:
+    datastore = Datastore.objects.filter(pk=datastore_id).first()
+    level = datastore_level(user, datastore_id) if datastore is not None else None
+    if datastore is None or level is None:
+        raise NotFound("Datastore not found.")
+    return datastore, level
+
+
+@router.get("/datastores/{datastore_id}", response={200: DatastoreOut, **ERRORS})
+def get_datastore(request: HttpRequest, datastore_id: PathId):
+    datastore, level = _visible(request.auth, datastore_id)
+    return datastore_json(request.auth, datastore, level)
+
+
+@router.patch("/datastores/{datastore_id}", response={200: DatastoreOut, **ERRORS})
+def update_datastore(request: HttpRequest, datastore_id: PathId, body: DatastoreUpdate):
+    user = request.auth
+    datastore, _ = _visible(user, datastore_id)
+    datastore = datastore_update(user=user, datastore=datastore, **body.model_dump(
+        exclude_unset=True
+    ))
+    return datastore_json(user, datastore, datastore_level(user, datastore.pk))
+
+
+@router.post(
+    "/datastores/{datastore_id}/test-connection",
+    response={200: ConnectionTest, **ERRORS},
+    summary="Connect to the datastore now",
+)
+def test_datastore_connection(request: HttpRequest, datastore_id: PathId):
+    datastore, _ = _visible(request.auth, datastore_id)
+    return {"detail": datastore_test_connection(user=request.auth, datastore=datastore)}
 
 
 @router.get("/datastores/{datastore_id}/containers", response={200: ContainerList, **ERRORS})

@@ -1,196 +1,81 @@
-"""Forms of the check and anomaly pages: list filters, and one check form per check type.
-
-The check form only collects values; the service validates them with the engine's own
-``validate_check`` and its messages land next to the field they are about.
-"""
-
-from __future__ import annotations
-
-import datetime as dt
-from typing import Any
+"""The datastore create/edit form. Passwords are write-only: never rendered back."""
 
 from django import forms
 
-from datastores.models import AnomalyStatus, CheckOrigin, CheckStatus, Container
-from datastores.quality import CHECK_TYPES
-from datastores.selectors import AnomalyFilters, CheckFilters
-from runs.selectors import day_start
+from accounts.models import Role, Team, User
+from datastores.models import url_without_password
 
-TYPE_CHOICES = [(t, t.replace("_", " ").capitalize()) for t in CHECK_TYPES]
-TABLE_LEVEL = {"row_count_between"}
-NUMERIC_FIELD_TYPES = {"integer", "float", "decimal"}
-
-
-class _Filters(forms.Form):
-    def __init__(self, data, *, datastores, containers):
-        super().__init__(data)
-        self.fields["datastore"].choices = [("", "All datastores")] + [
-            (str(d.pk), d.name) for d in datastores
-        ]
-        self.fields["container"].choices = [("", "All containers")] + [
-            (str(c.pk), c.name) for c in containers
-        ]
-
-    def values(self) -> dict[str, Any]:
-        """The valid filters; an invalid value is reported on the form and ignored."""
-        self.is_valid()
-        return {name: self.cleaned_data.get(name) for name in self.fields}
+URL_HELP = (
+    "A SQLAlchemy URL: postgresql://user@host:5432/database, or sqlite:////absolute/path.db "
+    "for a file in Assay's datastore folders."
+)
 
 
-class CheckFilterForm(_Filters):
-    datastore = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    container = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    field = forms.CharField(required=False, max_length=255,
-                            widget=forms.TextInput(attrs={"placeholder": "name", "size": 10}))
-    type = forms.ChoiceField(required=False, choices=[("", "Any type"), *TYPE_CHOICES])
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *CheckStatus.choices])
-    origin = forms.ChoiceField(required=False, choices=[("", "Any origin"), *CheckOrigin.choices])
+class UrlInput(forms.TextInput):
+    """Shows a URL back (a form with errors) without its password."""
 
-    def filters(self) -> CheckFilters:
-        data = self.values()
-        return CheckFilters(
-            datastore=data["datastore"], container=data["container"],
-            field=(data["field"] or "").strip(), type=data["type"] or "",
-            status=data["status"] or "", origin=data["origin"] or "",
-        )
+    def format_value(self, value):
+        return super().format_value(url_without_password(value) if value else value)
 
 
-class AnomalyFilterForm(_Filters):
-    status = forms.ChoiceField(
-        required=False, choices=[("", "Any status"), *AnomalyStatus.choices]
+class DatastoreForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    source_url = forms.CharField(
+        label="Source URL", max_length=2000, help_text=URL_HELP, widget=UrlInput
     )
-    datastore = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    container = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    check_type = forms.ChoiceField(
-        required=False, label="Check type", choices=[("", "Any type"), *TYPE_CHOICES]
+    password = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Or give it in the URL. Never shown again.",
     )
-    found_from = forms.DateField(
-        required=False, label="Found from", widget=forms.DateInput(attrs={"type": "date"})
+    enrichment_url = forms.CharField(
+        label="Enrichment URL",
+        required=False,
+        max_length=2000,
+        widget=UrlInput,
+        help_text="Where Export and Materialize write. Empty: none.",
     )
-    found_to = forms.DateField(
-        required=False, label="Found to", widget=forms.DateInput(attrs={"type": "date"})
+    enrichment_password = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
+    enrichment_prefix = forms.CharField(max_length=40, initial="assay")
 
-    def filters(self, *, check: int | None = None) -> AnomalyFilters:
-        data = self.values()
-        start, end = data["found_from"], data["found_to"]
-        return AnomalyFilters(
-            status=data["status"] or "",
-            datastore=data["datastore"],
-            container=data["container"],
-            check_type=data["check_type"] or "",
-            check=check,
-            found_after=day_start(start) if start else None,
-            found_before=day_start(end + dt.timedelta(days=1))
-            if end and end < dt.date.max
-            else None,
-        )
-
-
-class CheckForm(forms.Form):
-    """The form of one check type: its field (unless table-level) and its parameters."""
-
-    def __init__(self, data=None, *, type: str, container: Container, statuses=None,
-                 initial=None):
-        super().__init__(data, initial=initial)
-        self.type = type
-        self.field_types = dict(container.fields.values_list("name", "type"))
-        if type not in TABLE_LEVEL:
-            self.fields["field"] = forms.ChoiceField(
-                choices=[("", "Choose a field")] + [(n, f"{n} ({t})")
-                                                    for n, t in self.field_types.items()],
-            ) if self.field_types else forms.CharField(max_length=255)
-        for name, field in _param_fields(type).items():
-            self.fields[name] = field
-        self.fields["description"] = forms.CharField(
-            required=False, max_length=255,
-            help_text="Optional; by default the check is described from its parameters.",
-        )
-        if statuses:
-            self.fields["status"] = forms.ChoiceField(
-                choices=[(s, CheckStatus(s).label) for s in statuses], initial=statuses[0],
-                help_text="Drafts do nothing until an author activates them.",
+    def __init__(self, *args, user: User, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if editing:
+            keep = "Leave empty to keep the stored password (kept while host, port and user stay)."
+            self.fields["password"].help_text = keep
+            self.fields["enrichment_password"].help_text = keep
+        else:
+            teams = Team.objects.order_by("-is_public", "name")
+            if user.role != Role.ADMIN:
+                teams = teams.filter(members=user) | teams.filter(is_public=True)
+            self.fields["teams"] = forms.ModelMultipleChoiceField(
+                queryset=teams.distinct(),
+                required=False,
+                widget=forms.CheckboxSelectMultiple,
+                help_text="Teams that get this datastore at their level.",
             )
 
-    def definition(self) -> dict[str, Any]:
-        """The values for the service (call after ``is_valid``)."""
-        data = self.cleaned_data
-        params: dict[str, Any] = {}
-        if self.type in ("between", "row_count_between"):
-            params = {k: _number(data.get(k)) for k in ("min", "max") if data.get(k) is not None}
-        elif self.type == "expected_values":
-            numeric = self.field_types.get(data.get("field")) in NUMERIC_FIELD_TYPES
-            params = {"values": [_value(line, numeric) for line in _lines(data.get("values"))]}
-        elif self.type == "matches_pattern":
-            params = {"pattern": data.get("pattern", "")}
-        elif self.type == "max_length":
-            params = {"length": data.get("length")}
-        return {
-            "field_name": data.get("field", ""),
-            "params": params,
-            "description": data.get("description", ""),
-        }
+    def service_arguments(self, *, editing: bool) -> dict:
+        data = dict(self.cleaned_data)
+        for key in ("password", "enrichment_password"):
+            # An empty password field means "no change" on edit, "none" on create.
+            if not data[key]:
+                data[key] = None
+        if not editing:
+            data["team_ids"] = [team.pk for team in data.pop("teams", [])]
+        return data
 
     def add_service_errors(self, errors: dict[str, list[str]], detail: str) -> None:
-        placed = False
-        for key, messages in errors.items():
-            target = key if key in self.fields else None
-            for message in messages:
-                self.add_error(target, message)
-                placed = True
-        if not placed:
+        if not errors:
             self.add_error(None, detail)
-
-
-def _param_fields(type: str) -> dict[str, forms.Field]:
-    if type == "between":
-        return {"min": forms.FloatField(required=False), "max": forms.FloatField(required=False)}
-    if type == "row_count_between":
-        return {
-            "min": forms.IntegerField(required=False, min_value=0),
-            "max": forms.IntegerField(required=False, min_value=0),
-        }
-    if type == "expected_values":
-        return {"values": forms.CharField(
-            widget=forms.Textarea(attrs={"rows": 5}), help_text="One value per line.",
-        )}
-    if type == "matches_pattern":
-        return {"pattern": forms.CharField(
-            max_length=500, help_text="A regular expression; it may match anywhere in the value.",
-        )}
-    if type == "max_length":
-        return {"length": forms.IntegerField(min_value=1, max_value=10**9)}
-    return {}
-
-
-def initial_for(check) -> dict[str, Any]:
-    """A stored check as the form's initial values."""
-    params = check.params or {}
-    initial: dict[str, Any] = {"field": check.field_name, "description": check.description}
-    if check.type == "expected_values":
-        initial["values"] = "\n".join(str(v) for v in params.get("values") or [])
-    else:
-        initial.update(params)
-    return initial
-
-
-def _lines(text: str | None) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
-def _number(value: float | int | None):
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _value(text: str, numeric: bool):
-    if not numeric:
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return _number(float(text))
-        except ValueError:
-            return text  # the engine says why a text value is wrong for a number field
+        for key, messages in errors.items():
+            field = key if key in self.fields else None
+            for message in messages:
+                self.add_error(field, message)

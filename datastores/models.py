@@ -1,19 +1,54 @@
+import re
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from sqlalchemy.engine import make_url
 
+from datastores.credentials import CredentialsUnreadable, decrypt, encrypt
+
+
+def encrypted_url(column: str, *, dialect_field: str | None = None) -> property:
+    """A clear-text attribute over an encrypted column, decrypted on first read only.
+
+    A property (not a field) so that rows load without decrypting anything: lists of Runs
+    join their datastore and never need its URL. ``Datastore(source_url=...)`` works too.
+    """
+    cache = f"_{column}_clear"
+
+    def get(self) -> str:
+        token = getattr(self, column)
+        cached = self.__dict__.get(cache)
+        if cached is None or cached[0] != token:
+            cached = (token, decrypt(token))
+            self.__dict__[cache] = cached
+        return cached[1]
+
+    def set_(self, value: str) -> None:
+        value = value or ""
+        token = encrypt(value)
+        setattr(self, column, token)
+        self.__dict__[cache] = (token, value)
+        if dialect_field:
+            setattr(self, dialect_field, backend_name(value) if value else "")
+
+    return property(get, set_)
+
 
 class Datastore(models.Model):
     """A source database reachable through a SQLAlchemy URL.
 
-    The URLs carry credentials: they are write-only for users. Templates and API schemas only
-    ever use ``display_url``/``display_enrichment_url``, which mask the password.
+    The URLs carry credentials: only their ciphertext is stored (``datastores.credentials``),
+    and they are write-only for users. Code that connects reads ``source_url`` /
+    ``enrichment_url``; pages and API answers only ever show ``display_url`` (no password) to
+    those who may see connection details, and ``dialect`` to everyone else.
     """
 
     name = models.CharField(max_length=100, unique=True)
-    source_url = models.TextField()
-    enrichment_url = models.TextField(blank=True, default="")
+    source_url_encrypted = models.TextField()
+    enrichment_url_encrypted = models.TextField(blank=True, default="")
+    # The source's kind ("sqlite", "postgresql"), kept in clear: all a Reporter may know of it.
+    dialect = models.CharField(max_length=40, blank=True, default="")
     enrichment_prefix = models.CharField(max_length=40, default="assay")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -26,27 +61,61 @@ class Datastore(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    source_url = encrypted_url("source_url_encrypted", dialect_field="dialect")
+    enrichment_url = encrypted_url("enrichment_url_encrypted")
+
     @property
     def display_url(self) -> str:
-        return mask_url(self.source_url)
+        return _display(self, "source_url")
 
     @property
     def display_enrichment_url(self) -> str:
-        return mask_url(self.enrichment_url) if self.enrichment_url else ""
+        return _display(self, "enrichment_url")
 
-    @property
-    def dialect(self) -> str:
-        try:
-            return make_url(self.source_url).get_backend_name()
-        except Exception:
-            return "unknown"
+
+def _display(datastore: Datastore, attribute: str) -> str:
+    try:
+        url = getattr(datastore, attribute)
+    except CredentialsUnreadable:
+        return "(unreadable: see CREDENTIAL_KEYS)"
+    return mask_url(url) if url else ""
+
+
+# Query options whose value is a secret, whatever the driver calls them.
+SECRET_OPTION = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
+    """The URL without its secrets: the password and any secret-looking option as ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:
         return "(invalid URL)"
+    masked = {
+        key: "***" if SECRET_OPTION.search(key) else value for key, value in parsed.query.items()
+    }
+    return parsed.set(query=masked).render_as_string(hide_password=True)
+
+
+def url_without_password(url: str) -> str:
+    """The URL to edit: everything but the password (which is write-only), also when it was
+    given as a ``password`` option. Unparseable text is returned as it is."""
+    if not url:
+        return ""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return url
+    # URL.set(password=None) means "leave it"; _replace really removes it.
+    parsed = parsed.difference_update_query(["password"])._replace(password=None)
+    return parsed.render_as_string(hide_password=False)
+
+
+def backend_name(url: str) -> str:
+    try:
+        return make_url(url).get_backend_name()
+    except Exception:
+        return "unknown"
 
 
 class ContainerKind(models.TextChoices):

@@ -1,16 +1,27 @@
-"""Writes on the catalogue's datastores."""
+"""Writes on the catalogue's datastores: create, update (credentials too), test the connection.
+
+Every URL passes ``datastores.url_policy`` before it is stored. Refusals and failed connections
+answer non-admins with one uniform message (no oracle for the server's files or ports); admins
+get the reason.
+"""
+
+from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
 from django.db import IntegrityError, transaction
 
 from accounts.models import Role, Team, User
-from accounts.permissions import can_create_datastore
+from accounts.permissions import can_create_datastore, can_edit_datastore, datastore_level
+from datastores import url_policy
 from datastores.models import Datastore
-from datastores.sources import SourceError, parse_url
-from runs.errors import InvalidInput, PermissionDenied
+from datastores.sources import SourceConnection, SourceUnavailable, describe_error
+from datastores.url_policy import UrlRefused
+from runs.errors import InvalidInput, NotFound, PermissionDenied
 
 PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+KEEP = None  # a password argument left out: keep the stored one (if the server is the same)
 
 
 def datastore_create(
@@ -21,6 +32,8 @@ def datastore_create(
     enrichment_url: str = "",
     enrichment_prefix: str = "assay",
     team_ids: list[int] | None = None,
+    password: str | None = None,
+    enrichment_password: str | None = None,
 ) -> Datastore:
     """Managers and admins add datastores, granted to the given teams.
 
@@ -30,21 +43,14 @@ def datastore_create(
     if not can_create_datastore(user):
         raise PermissionDenied("Only managers and admins may add datastores.")
     errors: dict[str, list[str]] = {}
-    name = name.strip()
-    if not name:
-        errors["name"] = ["This field is required."]
-    elif Datastore.objects.filter(name=name).exists():
-        errors["name"] = [f"A datastore named {name!r} already exists."]
-    for key, url in (("source_url", source_url), ("enrichment_url", enrichment_url)):
-        if key == "source_url" or url:
-            try:
-                parse_url(url)
-            except SourceError as exc:
-                errors[key] = [str(exc)]
-    if not PREFIX_PATTERN.fullmatch(enrichment_prefix):
-        errors["enrichment_prefix"] = [
-            "Letters, digits and underscores, starting with a letter (at most 40)."
-        ]
+    name = _valid_name(name, errors)
+    urls = _valid_urls(
+        user,
+        errors,
+        source=(source_url, password, ""),
+        enrichment=(enrichment_url, enrichment_password, ""),
+    )
+    _check_prefix(enrichment_prefix, errors)
     teams = list(Team.objects.filter(pk__in=team_ids or []))
     if len(teams) != len(set(team_ids or [])):
         errors["teams"] = ["Unknown team."]
@@ -52,22 +58,179 @@ def datastore_create(
         mine = set(user.teams.values_list("pk", flat=True))
         if any(team.pk not in mine and not team.is_public for team in teams):
             errors["teams"] = ["You may only grant a datastore to teams you belong to."]
-    if errors:
-        summary = "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in errors.items())
-        raise InvalidInput(f"Invalid datastore: {summary}", errors=errors)
+    _raise_if(errors)
     try:
         with transaction.atomic():
             datastore = Datastore.objects.create(
                 name=name,
-                source_url=source_url,
-                enrichment_url=enrichment_url,
+                source_url=urls["source"],
+                enrichment_url=urls["enrichment"],
                 enrichment_prefix=enrichment_prefix,
                 created_by=user,
             )
             datastore.teams.add(*teams)
     except IntegrityError:  # another request took the name since the check above
-        raise InvalidInput(
-            f"A datastore named {name!r} already exists.",
-            errors={"name": [f"A datastore named {name!r} already exists."]},
-        ) from None
+        raise _name_taken(name) from None
     return datastore
+
+
+def datastore_update(
+    *,
+    user: User,
+    datastore: Datastore,
+    name: str | None = None,
+    source_url: str | None = None,
+    password: str | None = KEEP,
+    enrichment_url: str | None = None,
+    enrichment_password: str | None = KEEP,
+    enrichment_prefix: str | None = None,
+) -> Datastore:
+    """Change what is given (None: leave as is). Passwords are write-only.
+
+    A password left out is kept only while the URL still points at the same server as the
+    same user: otherwise editing the host would send the stored password to the new host.
+    ``""`` removes it. An empty ``enrichment_url`` unlinks the enrichment datastore.
+    """
+    authorize_datastore_edit(user, datastore)
+    errors: dict[str, list[str]] = {}
+    if name is not None:
+        name = _valid_name(name, errors, exclude=datastore.pk)
+    current = {"source": datastore.source_url, "enrichment": datastore.enrichment_url}
+    given = {
+        "source": (source_url, password),
+        "enrichment": (enrichment_url, enrichment_password),
+    }
+    changes = {
+        purpose: (url, secret, current[purpose])
+        for purpose, (url, secret) in given.items()
+        if url is not None or secret is not None
+    }
+    urls = _valid_urls(user, errors, **changes)
+    if enrichment_prefix is not None:
+        _check_prefix(enrichment_prefix, errors)
+    _raise_if(errors)
+    if name is not None:
+        datastore.name = name
+    if "source" in urls:
+        datastore.source_url = urls["source"]
+    if "enrichment" in urls:
+        datastore.enrichment_url = urls["enrichment"]
+    if enrichment_prefix is not None:
+        datastore.enrichment_prefix = enrichment_prefix
+    try:
+        with transaction.atomic():
+            datastore.save()
+    except IntegrityError:
+        raise _name_taken(datastore.name) from None
+    return datastore
+
+
+def datastore_test_connection(*, user: User, datastore: Datastore) -> str:
+    """Connect to the source (and the enrichment datastore) now; a message, or InvalidInput."""
+    authorize_datastore_edit(user, datastore)
+    targets = [("source", datastore.source_url)]
+    if datastore.enrichment_url:
+        targets.append(("enrichment", datastore.enrichment_url))
+    errors: dict[str, list[str]] = {}
+    for purpose, url in targets:
+        try:
+            with SourceConnection(url) as source:
+                # Reading the catalogue, not just "SELECT 1": SQLite opens any file lazily.
+                sa.inspect(source.conn).get_table_names()
+        except SourceUnavailable as exc:
+            errors[f"{purpose}_url"] = [_refusal(user, exc.detail)]
+        except sa.exc.SQLAlchemyError as exc:
+            errors[f"{purpose}_url"] = [_refusal(user, describe_error(exc, url))]
+    if errors:
+        raise InvalidInput("; ".join(m for msgs in errors.values() for m in msgs), errors=errors)
+    return "Connected to the source" + (
+        " and the enrichment datastore." if len(targets) > 1 else "."
+    )
+
+
+def authorize_datastore_edit(user: User, datastore: Datastore) -> None:
+    """404 if the user cannot see it, 403 if they see it but may not change it."""
+    if datastore_level(user, datastore.pk) is None:
+        raise NotFound("Datastore not found.")
+    if not can_edit_datastore(user, datastore.pk):
+        raise PermissionDenied(
+            "Only admins, and managers with the Editor permission on it, may change "
+            f"{datastore.name}."
+        )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _valid_name(name: str, errors: dict, *, exclude: int | None = None) -> str:
+    name = name.strip()
+    taken = Datastore.objects.filter(name=name).exclude(pk=exclude)
+    if not name:
+        errors["name"] = ["This field is required."]
+    elif taken.exists():
+        errors["name"] = [f"A datastore named {name!r} already exists."]
+    return name
+
+
+def _check_prefix(prefix: str, errors: dict) -> None:
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        errors["enrichment_prefix"] = [
+            "Letters, digits and underscores, starting with a letter (at most 40)."
+        ]
+
+
+def _valid_urls(
+    user: User, errors: dict, **given: tuple[str | None, str | None, str]
+) -> dict[str, str]:
+    """{purpose: URL to store} for each (url, password, previous URL) given; errors filled.
+
+    A URL of None means the previous one (a new password for the same URL).
+    """
+    urls: dict[str, str] = {}
+    for purpose, (url, password, previous) in given.items():
+        key = f"{purpose}_url"
+        if purpose == "enrichment" and not (url if url is not None else previous).strip():
+            urls[purpose] = ""  # no enrichment datastore (a password alone means nothing)
+            continue
+        try:
+            if url is None:
+                parsed = url_policy.parse(previous)._replace(password=None)
+            else:
+                parsed = url_policy.parse(url)
+            parsed = _with_password(parsed, password, previous)
+            url_policy.vet(parsed)
+        except UrlRefused as exc:
+            errors[key] = [_refusal(user, exc.detail)]
+            continue
+        urls[purpose] = parsed.render_as_string(hide_password=False)
+    return urls
+
+
+def _with_password(url: sa.URL, password: str | None, previous: str) -> sa.URL:
+    if password:
+        if url.password and url.password != password:
+            raise UrlRefused("The URL and the password field give two different passwords.")
+        return url.set(password=password)
+    if password == "":
+        return url._replace(password=None)
+    if url.password is None and previous:
+        before = url_policy.parse(previous)
+        same_server = (url_policy.driver_key(url), url.host, url.port, url.username) == (
+            url_policy.driver_key(before), before.host, before.port, before.username
+        )
+        if same_server and before.password is not None:
+            return url.set(password=before.password)
+    return url
+
+
+def _refusal(user: User, detail: str) -> str:
+    return url_policy.message_for(UrlRefused(detail), admin=user.role == Role.ADMIN)
+
+
+def _raise_if(errors: dict[str, list[str]]) -> None:
+    if errors:
+        summary = "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in errors.items())
+        raise InvalidInput(f"Invalid datastore: {summary}", errors=errors)
+
+
+def _name_taken(name: str) -> InvalidInput:
+    message = f"A datastore named {name!r} already exists."
+    return InvalidInput(message, errors={"name": [message]})

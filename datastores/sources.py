@@ -7,6 +7,7 @@ calls ``SourceConnection.cancel()``, which uses the driver's own thread-safe can
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 
@@ -16,12 +17,33 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from datastores import url_policy
+from datastores.models import SECRET_OPTION, mask_url
+from datastores.url_policy import UNIFORM_REFUSAL, UrlRefused
+
+logger = logging.getLogger(__name__)
+
 
 class SourceError(Exception):
     """A datastore URL that cannot be used; the message is safe to show (no secrets)."""
 
 
+class SourceUnavailable(SourceError):
+    """Vetting refused the URL, or the connection failed.
+
+    The message is the same for every cause (no answer to "is this port open?", "does this
+    file exist?"); ``detail`` says which, for the worker's log and for admins.
+    """
+
+    def __init__(self, url: str, detail: str):
+        super().__init__(UNIFORM_REFUSAL)
+        self.detail = detail
+        # Operators find the cause in the worker's log; the Run shows the uniform message.
+        logger.warning("Cannot connect to datastore %s: %s", mask_url(url), detail)
+
+
 def parse_url(url: str) -> sa.URL:
+    """Syntax and driver only (cheap, no network): a launch-time sanity check."""
     try:
         parsed = make_url(url)
         dialect = parsed.get_dialect()
@@ -38,31 +60,35 @@ def parse_url(url: str) -> sa.URL:
 
 
 def create_engine(url: str) -> Engine:
-    parsed = parse_url(url)
-    connect_args: dict = {}
+    """An engine for a vetted URL only: the policy is checked at every connection."""
+    try:
+        vetted = url_policy.vet(url)
+    except UrlRefused as exc:
+        raise SourceUnavailable(url, f"URL refused: {exc.detail}") from None
+    parsed = vetted.url
+    connect_args: dict = dict(vetted.connect_args)
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         connect_args["connect_timeout"] = settings.SOURCE_CONNECT_TIMEOUT
     elif backend == "sqlite":
         connect_args["timeout"] = settings.SOURCE_CONNECT_TIMEOUT
-        # SQLite would silently create an empty file for a wrong path; a source must exist.
-        if parsed.database and parsed.database != ":memory:" and "mode=" not in str(parsed):
-            from pathlib import Path
-
-            if not Path(parsed.database).exists():
-                raise SourceError(f"SQLite database file not found: {parsed.database}")
     # NullPool: a Run owns its connections for its lifetime and closes them when it ends.
     return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
 
 
 def redact(message: str, url: str) -> str:
-    """Remove the password of ``url`` from a driver message, whatever the driver printed."""
+    """Remove the secrets of ``url`` (its password, secret options) from a driver message."""
     try:
-        password = make_url(url).password
+        parsed = make_url(url)
     except Exception:
-        password = None
-    if password:
-        message = message.replace(str(password), "***")
+        return message
+    secrets = [parsed.password] + [
+        value for key, value in parsed.query.items() if SECRET_OPTION.search(key)
+    ]
+    for secret in secrets:
+        for text in secret if isinstance(secret, tuple) else (secret,):
+            if text:
+                message = message.replace(str(text), "***")
     return message
 
 
@@ -90,9 +116,7 @@ class SourceConnection:
             self._conn = self.engine.connect()
         except SQLAlchemyError as exc:
             self.engine.dispose()
-            raise SourceError(
-                f"Cannot connect to datastore: {describe_error(exc, self.url)}"
-            ) from None
+            raise SourceUnavailable(self.url, describe_error(exc, self.url)) from None
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -6,7 +6,7 @@ and anomalies have their own namespaces, mounted at /checks/ and /anomalies/.
 
 from django.urls import include, path
 
-from datastores import views
+from datastores import quality_views as views
 
 datastore_patterns = [
     path("<int:datastore_id>/", views.datastore_detail, name="detail"),

@@ -26,7 +26,16 @@ from runs.external_scan import (
     external_scan_results,
 )
 from runs.logs import log_download_response
-from runs.models import Operation, Run, RunLogEntry, RunStatus, Schedule, Via
+from runs.models import (
+    FiringOutcome,
+    Operation,
+    Run,
+    RunLogEntry,
+    RunStatus,
+    Schedule,
+    ScheduleFiring,
+    Via,
+)
 from runs.policy import Action, available_actions
 from runs.schedules import schedule_create, schedule_delete
 from runs.selectors import RunFilters, run_page
@@ -162,11 +171,15 @@ class ScheduleOut(Schema):
     id: int
     name: str
     datastore: DatastoreRef
-    destination_datastore: DatastoreRef | None
+    destination_datastore: DatastoreRef | None = Field(
+        description="Promote only; null too when you cannot see it."
+    )
     operation: Operation
     cron: str
     config: dict[str, Any]
     enabled: bool
+    disabled_reason: str | None = Field(description="Why the schedule turned itself off.")
+    owner: str | None = Field(description="Every firing launches as this user.")
     created_at: datetime
     last_fired_at: datetime | None
     next_fire_at: datetime | None
@@ -174,6 +187,19 @@ class ScheduleOut(Schema):
 
 class ScheduleList(Schema):
     items: list[ScheduleOut]
+
+
+class FiringOut(Schema):
+    id: int
+    due_at: datetime
+    fired_at: datetime
+    outcome: FiringOutcome
+    reason: str | None
+    run: int | None
+
+
+class FiringList(Schema):
+    items: list[FiringOut]
 
 
 # -- serialisation -----------------------------------------------------------------------------
@@ -230,20 +256,34 @@ def _shown(user: User, run: Run) -> dict[str, Any]:
     return run_json(fresh, datastore_level(user, fresh.datastore_id))
 
 
-def datastore_or_404(datastore_id: int | None) -> Datastore | None:
-    """Unknown ids are 404 like invisible ones (services raise NotFound for those)."""
+def datastore_or_404(datastore_id: int | None, what: str = "Datastore") -> Datastore | None:
+    """Unknown ids are 404 like invisible ones (services raise the same NotFound for those)."""
     if datastore_id is None:
         return None
     datastore = Datastore.objects.filter(pk=datastore_id).first()
     if datastore is None:
-        raise NotFound("Datastore not found.")
+        raise NotFound(f"{what} not found.")
     return datastore
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and timezone.is_naive(value):
-        return value.replace(tzinfo=UTC)  # the API speaks UTC
-    return value
+def destination_or_404(operation: str, datastore_id: int | None) -> Datastore | None:
+    services.refuse_destination_unless_promote(operation, datastore_id is not None)
+    return datastore_or_404(datastore_id, "Destination datastore")
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """The filter as UTC. A naive time is read as UTC (the API speaks UTC); any offset ISO 8601
+    allows is accepted, although PostgreSQL refuses offsets beyond 15:59."""
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
+        raise InvalidInput(
+            f"{name} is out of range.", errors={name: ["Out of range."]}
+        ) from None
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -256,8 +296,8 @@ def list_runs(request: HttpRequest, filters: Query[RunQuery]):
             datastores=tuple(filters.datastore),
             operations=tuple(filters.operation),
             statuses=tuple(filters.status),
-            created_after=_aware(filters.created_after),
-            created_before=_aware(filters.created_before),
+            created_after=_utc(filters.created_after, "created_after"),
+            created_before=_utc(filters.created_before, "created_before"),
         ),
         before=decode_cursor("run", filters.cursor) if filters.cursor else None,
         limit=filters.limit,
@@ -283,7 +323,7 @@ def launch_run(request: HttpRequest, body: RunLaunch):
         operation=body.operation,
         config=body.config,
         via=Via.API,
-        destination=datastore_or_404(body.destination_datastore),
+        destination=destination_or_404(body.operation, body.destination_datastore),
     )
     return Status(201, _shown(user, run))
 
@@ -419,8 +459,12 @@ def finish_external_scan(request: HttpRequest, run_id: PathId):
 
 
 # -- schedules ---------------------------------------------------------------------------------
-def schedule_json(schedule: Schedule) -> dict[str, Any]:
+def schedule_json(schedule: Schedule, visible: set[int] | None) -> dict[str, Any]:
+    """``visible``: ids of the datastores the caller sees (None: all). Promote's destination
+    is shown only to those who see it."""
     destination = schedule.destination_datastore
+    if destination is not None and visible is not None and destination.pk not in visible:
+        destination = None
     return {
         "id": schedule.pk,
         "name": schedule.name,
@@ -432,6 +476,8 @@ def schedule_json(schedule: Schedule) -> dict[str, Any]:
         "cron": schedule.cron,
         "config": schedule.config,
         "enabled": schedule.enabled,
+        "disabled_reason": schedule.disabled_reason or None,
+        "owner": schedule.created_by.username if schedule.created_by else None,
         "created_at": schedule.created_at,
         "last_fired_at": schedule.last_fired_at,
         "next_fire_at": schedule.next_fire_at,
@@ -444,13 +490,20 @@ class ScheduleFilters(Schema):
 
 @router.get("/schedules", response={200: ScheduleList, **ERRORS}, tags=["schedules"])
 def list_schedules(request: HttpRequest, filters: Query[ScheduleFilters]):
-    schedules = Schedule.objects.select_related("datastore", "destination_datastore")
+    schedules = Schedule.objects.select_related(
+        "datastore", "destination_datastore", "created_by"
+    )
     visible = visible_datastore_ids(_user(request))
     if visible is not None:
         schedules = schedules.filter(datastore_id__in=visible)
     if filters.datastore:
         schedules = schedules.filter(datastore_id__in=filters.datastore)
-    return {"items": [schedule_json(s) for s in schedules.order_by("name", "pk")]}
+    schedules = list(schedules.order_by("name", "pk"))
+    levels = datastore_levels(
+        _user(request), {s.destination_datastore_id for s in schedules} - {None}
+    )
+    seen = None if visible is None else set(levels)
+    return {"items": [schedule_json(s, seen) for s in schedules]}
 
 
 @router.post("/schedules", response={201: ScheduleOut, **ERRORS}, tags=["schedules"])
@@ -462,22 +515,52 @@ def create_schedule(request: HttpRequest, body: ScheduleIn):
         operation=body.operation,
         cron=body.cron,
         config=body.config,
-        destination=datastore_or_404(body.destination_datastore),
+        destination=destination_or_404(body.operation, body.destination_datastore),
         enabled=body.enabled,
     )
-    return Status(201, schedule_json(schedule))
+    return Status(201, schedule_json(schedule, None))  # the creator may edit both
+
+
+def _schedule_for(user: User, schedule_id: int) -> Schedule:
+    schedule = Schedule.objects.select_related("datastore").filter(pk=schedule_id).first()
+    if schedule is None or datastore_level(user, schedule.datastore_id) is None:
+        raise NotFound("Schedule not found.")
+    return schedule
 
 
 @router.delete(
     "/schedules/{schedule_id}", response={204: None, **ERRORS}, tags=["schedules"]
 )
-def delete_schedule(
-    request: HttpRequest, schedule_id: PathId
-):
+def delete_schedule(request: HttpRequest, schedule_id: PathId):
     user = _user(request)
-    schedule = Schedule.objects.select_related("datastore").filter(pk=schedule_id).first()
-    if schedule is None or datastore_level(user, schedule.datastore_id) is None:
-        raise NotFound("Schedule not found.")
-    schedule_delete(schedule=schedule, user=user)
+    schedule_delete(schedule=_schedule_for(user, schedule_id), user=user)
     return Status(204, None)
+
+
+@router.get(
+    "/schedules/{schedule_id}/firings",
+    response={200: FiringList, **ERRORS},
+    tags=["schedules"],
+    summary="What the latest firings did (newest first)",
+)
+def schedule_firings(
+    request: HttpRequest,
+    schedule_id: PathId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+):
+    schedule = _schedule_for(_user(request), schedule_id)
+    firings = ScheduleFiring.objects.filter(schedule=schedule).order_by("-pk")[:limit]
+    return {
+        "items": [
+            {
+                "id": firing.pk,
+                "due_at": firing.due_at,
+                "fired_at": firing.fired_at,
+                "outcome": firing.outcome,
+                "reason": firing.reason or None,
+                "run": firing.run_id,
+            }
+            for firing in firings
+        ]
+    }
 

@@ -1,5 +1,6 @@
 """Run log lines: capped per Run, only while the Run is active (a DB trigger enforces that)."""
 
+import re
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -64,6 +65,14 @@ def append_log(
 
 LOG_TEXT_PAGE = 1000  # lines per database page of a streamed log file
 
+# Line breaks (and other control characters) inside a message or a container name would start
+# a forged line in the downloaded file; they are written as visible escapes instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
 
 def iter_log_text(run_id: int) -> Iterator[str]:
     """The whole log as text, one database page at a time (keyset on id): a long log never
@@ -79,7 +88,7 @@ def iter_log_text(run_id: int) -> Iterator[str]:
             return
         yield "".join(
             f"{created.isoformat()} {level.upper():<7} "
-            f"{f'[{container}] ' if container else ''}{message}\n"
+            f"{f'[{one_line(container)}] ' if container else ''}{one_line(message)}\n"
             for _, created, level, container, message in page
         )
         after = page[-1][0]

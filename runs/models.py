@@ -294,6 +294,9 @@ class Schedule(models.Model):
     cron = models.CharField(max_length=100)
     config = models.JSONField(default=dict)
     enabled = models.BooleanField(default=True)
+    # Why the schedule turned itself off (its owner lost the right to launch); shown to users.
+    disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    # The owner: every firing launches as this user, checked at that moment.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -312,3 +315,34 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class FiringOutcome(models.TextChoices):
+    LAUNCHED = "launched", "Launched"
+    SKIPPED = "skipped", "Skipped"  # refused: the owner may no longer launch it
+    FAILED = "failed", "Failed"  # the configuration no longer validates, or an error
+
+
+class ScheduleFiring(models.Model):
+    """What one due firing of a schedule did: no firing is silently lost."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="firings")
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=16, choices=FiringOutcome.choices)
+    reason = models.TextField(blank=True, default="")
+    run_id = models.BigIntegerField(null=True, blank=True)  # plain id: the Run may be deleted
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=FiringOutcome.values), name="firing_outcome_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome="launched", run_id__isnull=False)
+                | (~Q(outcome="launched") & Q(run_id__isnull=True) & ~Q(reason="")),
+                name="firing_launched_iff_run",
+            ),
+        ]
+        indexes = [models.Index(fields=["schedule", "-id"], name="firing_schedule_id")]

@@ -1,16 +1,19 @@
 """Cron schedules (UTC): each due firing launches one Run triggered by the schedule."""
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from croniter import CroniterError, croniter
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
 from datastores.models import Datastore
-from runs.errors import InvalidConfig, InvalidInput, RunServiceError
-from runs.models import Operation, Schedule
+from runs.errors import InvalidConfig, InvalidInput, NotFound, PermissionDenied, RunServiceError
+from runs.models import FiringOutcome, Operation, Schedule, ScheduleFiring, Via
+
+logger = logging.getLogger(__name__)
 
 
 class InvalidCron(ValueError):
@@ -32,35 +35,121 @@ def next_fire_time(cron: str, after: datetime) -> datetime:
 
 
 def fire_due(now: datetime | None = None) -> int:
-    from runs.services import run_launch
+    """Fire every due schedule once; return how many launched a Run.
 
+    Each firing is claimed (a compare-and-set on ``next_fire_at``: two beat processes never
+    fire it twice) in the same transaction as its Run and its record, so a crash loses
+    neither. Whatever one schedule does (refused, invalid, a bug) is recorded and never stops
+    the others.
+    """
     now = now or timezone.now()
     fired = 0
-    for schedule in Schedule.objects.filter(enabled=True, next_fire_at__lte=now).select_related(
-        "datastore", "destination_datastore"
-    ):
-        upcoming = next_fire_time(schedule.cron, now)
-        # Claim the firing first: two beat processes must not launch it twice.
-        claimed = Schedule.objects.filter(
-            Q(pk=schedule.pk, next_fire_at=schedule.next_fire_at)
-        ).update(last_fired_at=now, next_fire_at=upcoming)
-        if not claimed:
-            continue
+    due = list(
+        Schedule.objects.filter(enabled=True, next_fire_at__lte=now)
+        .select_related("datastore", "destination_datastore", "created_by")
+        .order_by("next_fire_at", "pk")
+    )
+    for schedule in due:
         try:
-            run_launch(
-                user=None,
+            outcome = _fire(schedule, now)
+        except Exception as exc:  # a bug must not cost the other schedules their firing
+            logger.exception("schedule %s: firing failed", schedule.pk)
+            try:
+                outcome = _record_failure(
+                    schedule, now, FiringOutcome.FAILED,
+                    f"Internal error ({type(exc).__name__}).",
+                )
+            except Exception:
+                logger.exception("schedule %s: the failed firing could not be recorded",
+                                 schedule.pk)
+                continue
+        if outcome == FiringOutcome.LAUNCHED:
+            fired += 1
+    return fired
+
+
+def _fire(schedule: Schedule, now: datetime) -> str | None:
+    from runs.services import run_launch
+
+    try:
+        with transaction.atomic():
+            if not _claim(schedule, now):
+                return None  # another beat process fired it
+            refusal = owner_refusal(schedule)
+            if refusal:
+                raise ScheduleRefused(refusal)
+            run = run_launch(
+                user=schedule.created_by,
                 datastore=schedule.datastore,
                 operation=schedule.operation,
                 config=schedule.config,
                 destination=schedule.destination_datastore,
                 schedule=schedule,
+                via=Via.SCHEDULE,
             )
-            fired += 1
-        except RunServiceError:
-            # A schedule whose config no longer validates (a container was removed) skips
-            # this firing instead of stopping the others.
-            continue
-    return fired
+            ScheduleFiring.objects.create(
+                schedule=schedule, due_at=schedule.next_fire_at, run_id=run.pk,
+                outcome=FiringOutcome.LAUNCHED,
+            )
+        return FiringOutcome.LAUNCHED
+    except ScheduleRefused as exc:
+        return _record_failure(schedule, now, FiringOutcome.SKIPPED, str(exc), disable=True)
+    except (NotFound, PermissionDenied) as exc:
+        # The owner may launch on the datastore but not on Promote's destination any more.
+        reason = f"Its owner may no longer launch it: {exc.detail}"
+        return _record_failure(schedule, now, FiringOutcome.SKIPPED, reason, disable=True)
+    except RunServiceError as exc:
+        # The configuration no longer validates (a container was removed, the enrichment
+        # link is gone): this firing fails, the schedule stays on for when it is fixed.
+        return _record_failure(schedule, now, FiringOutcome.FAILED, exc.detail)
+
+
+class ScheduleRefused(Exception):
+    pass
+
+
+def owner_refusal(schedule: Schedule) -> str:
+    """Why the schedule's owner may not launch it now ("" when they may)."""
+    from runs.services import authorize_datastore
+
+    owner = schedule.created_by
+    if owner is None:
+        return "Its owner was deleted."
+    if not owner.is_active:
+        return f"Its owner {owner.username} is deactivated."
+    try:
+        authorize_datastore(owner, schedule.datastore)
+    except (NotFound, PermissionDenied):
+        return f"Its owner {owner.username} is no longer an Editor of {schedule.datastore.name}."
+    return ""
+
+
+def _claim(schedule: Schedule, now: datetime, **fields) -> bool:
+    try:
+        upcoming = next_fire_time(schedule.cron, now)
+    except InvalidCron:  # validated when made; should it ever fail, fire no more
+        upcoming = None
+    return bool(
+        Schedule.objects.filter(pk=schedule.pk, next_fire_at=schedule.next_fire_at).update(
+            last_fired_at=now, next_fire_at=upcoming, **fields
+        )
+    )
+
+
+def _record_failure(
+    schedule: Schedule, now: datetime, outcome: str, reason: str, *, disable: bool = False
+) -> str | None:
+    """Claim the firing again (the launch rolled back) and record why it launched nothing."""
+    fields = {"enabled": False, "disabled_reason": reason[:500]} if disable else {}
+    with transaction.atomic():
+        if not _claim(schedule, now, **fields):
+            return None
+        ScheduleFiring.objects.create(
+            schedule=schedule, due_at=schedule.next_fire_at, outcome=outcome, reason=reason
+        )
+    if disable:
+        logger.warning("schedule %s disabled: %s", schedule.pk, reason)
+    return outcome
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -76,11 +165,16 @@ def schedule_create(
     enabled: bool = True,
 ) -> Schedule:
     """A schedule needs what launching needs: editor on the datastore (and destination)."""
-    from runs.services import authorize_datastore, validate_config
+    from runs.services import (
+        authorize_datastore,
+        refuse_destination_unless_promote,
+        validate_config,
+    )
 
+    refuse_destination_unless_promote(operation, destination is not None)
     authorize_datastore(user, datastore)
     if destination is not None:
-        authorize_datastore(user, destination)
+        authorize_datastore(user, destination, what="Destination datastore")
     name = name.strip()
     if not name:
         raise InvalidInput("A schedule needs a name.", errors={"name": ["This field is required."]})

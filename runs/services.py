@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from accounts.models import User
 from accounts.permissions import datastore_level
+from assay.input_checks import find_nul
 from datastores.models import Datastore
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.logs import append_log
@@ -32,11 +33,15 @@ from runs.policy import Action, allowed_in_state, level_allows
 
 
 # -- permission --------------------------------------------------------------------------------
-def authorize_datastore(user: User, datastore: Datastore) -> None:
-    """404 if the user cannot see the datastore, 403 if they see it but are not an editor."""
+def authorize_datastore(user: User, datastore: Datastore, *, what: str = "Datastore") -> None:
+    """404 if the user cannot see the datastore, 403 if they see it but are not an editor.
+
+    An unknown and an invisible datastore get the same answer: nothing of a datastore the
+    user cannot see (its name, whether it exists) leaks.
+    """
     level = datastore_level(user, datastore.pk)
     if level is None:
-        raise NotFound("Datastore not found.")
+        raise NotFound(f"{what} not found.")
     if not level_allows(level):
         raise PermissionDenied(f"You need the Editor permission on {datastore.name}.")
 
@@ -51,6 +56,16 @@ def authorize_action(user: User, run: Run, action: Action) -> None:
         raise ActionNotAllowed(
             f"{action.label} is not available for a {run.get_status_display()} "
             f"{run.get_operation_display()} Run."
+        )
+
+
+def refuse_destination_unless_promote(operation: str, given: bool) -> None:
+    """A destination for anything but Promote is refused before it is even looked up, so the
+    answer cannot tell an existing datastore from an unknown one."""
+    if given and operation != Operation.PROMOTE:
+        raise InvalidConfig(
+            "Only Promote takes a destination datastore.",
+            errors={"destination_datastore": ["Only Promote takes a destination datastore."]},
         )
 
 
@@ -69,6 +84,11 @@ def validate_config(
         )
     if not isinstance(config, dict | None):
         raise InvalidConfig("config must be a JSON object.", errors={"config": ["Not an object."]})
+    if nul := find_nul(config, "config"):
+        raise InvalidConfig(
+            f"Text may not contain NUL characters ({nul}).",
+            errors={"config": ["Text may not contain NUL characters."]},
+        )
     op = get_operation(operation)
     try:
         parsed = op.Config.model_validate(config or {})
@@ -86,28 +106,34 @@ def validate_config(
 # -- launch ------------------------------------------------------------------------------------
 def run_launch(
     *,
-    user: User | None,
+    user: User,
     datastore: Datastore,
     operation: str,
     config: dict[str, Any] | None = None,
     via: str = Via.WEB,
     destination: Datastore | None = None,
     schedule: Schedule | None = None,
+    resumed_from: Run | None = None,
+    rerun_of: Run | None = None,
+    units: list[RunContainer] | None = None,
 ) -> Run:
-    """Create a Run and enqueue it once the transaction commits.
+    """The one way a Run comes to be: Launch, Resume, Rerun and every schedule firing.
 
-    ``user`` is None only for schedule firings (the schedule was permission-checked when made).
+    Checked now, whoever asks: ``user`` (a schedule's owner for a firing) may edit the
+    datastore and Promote's destination, the config validates, and the operation's own
+    validation passes (the catalogue, the enrichment link may have changed since the Run or
+    schedule it repeats). Nothing is created unless all of it holds. The Run is enqueued once
+    the transaction commits.
     """
-    if schedule is None:
-        assert user is not None
-        authorize_datastore(user, datastore)
-        if operation == Operation.PROMOTE and destination is not None:
-            authorize_datastore(user, destination)
-    if operation == Operation.PROMOTE and destination is None:
-        raise InvalidConfig(
-            "Promote needs a destination datastore.",
-            errors={"destination_datastore": ["This field is required."]},
-        )
+    refuse_destination_unless_promote(operation, destination is not None)
+    authorize_datastore(user, datastore)
+    if operation == Operation.PROMOTE:
+        if destination is None:
+            raise InvalidConfig(
+                "Promote needs a destination datastore.",
+                errors={"destination_datastore": ["This field is required."]},
+            )
+        authorize_datastore(user, destination, what="Destination datastore")
     clean = validate_config(
         operation=operation, config=config, datastore=datastore, destination=destination
     )
@@ -119,6 +145,9 @@ def run_launch(
         user=user,
         via=via,
         schedule=schedule,
+        resumed_from=resumed_from,
+        rerun_of=rerun_of,
+        units=units,
     )
 
 
@@ -151,7 +180,9 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
                 RunContainer(run=run, name=u.name, container_id=u.container_id, position=i)
                 for i, u in enumerate(units)
             )
-        who = user.display_name if user else (schedule.name if schedule else "System")
+        who = f"schedule {schedule.name} (as {user.display_name})" if schedule else (
+            user.display_name
+        )
         append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
         if operation != Operation.EXTERNAL_SCAN:
             transaction.on_commit(lambda: enqueue(run.pk))
@@ -196,25 +227,21 @@ def run_abort(*, run: Run, user: User) -> Run:
 def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
     """A new Run over the original's units that did not finish; the original is untouched."""
     authorize_action(user, run, Action.RESUME)
-    if run.destination_datastore_id:
-        authorize_datastore(user, run.destination_datastore)
     units = None
     if run.progress_total is not None:
         units = list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
-    return _create_run(
-        operation=run.operation, datastore=run.datastore, destination=run.destination_datastore,
-        config=run.config, user=user, via=via, resumed_from=run, units=units,
+    return run_launch(
+        user=user, datastore=run.datastore, operation=run.operation, config=run.config,
+        via=via, destination=run.destination_datastore, resumed_from=run, units=units,
     )
 
 
 def run_rerun(*, run: Run, user: User, via: str = Via.WEB) -> Run:
     """A new Run with the same configuration, every unit from scratch."""
     authorize_action(user, run, Action.RERUN)
-    if run.destination_datastore_id:
-        authorize_datastore(user, run.destination_datastore)
-    return _create_run(
-        operation=run.operation, datastore=run.datastore, destination=run.destination_datastore,
-        config=run.config, user=user, via=via, rerun_of=run,
+    return run_launch(
+        user=user, datastore=run.datastore, operation=run.operation, config=run.config,
+        via=via, destination=run.destination_datastore, rerun_of=run,
     )
 
 

@@ -99,7 +99,12 @@ def test_a_clean_csv_passes_fail_on_anomalies(live_server, scan_setup, datastore
         ("id,id,customer,quantity,status,ordered_on\n", "repeated columns: id"),
         ("", "empty file"),
         (HEADER + "\n1,a,many,open,2024-01-01\n", "cannot read 'many' as integer"),
-        (HEADER + "\n1,a,1,open,2024-01-01,extra\n", "more values than the header"),
+        (HEADER + "\n1,a,1,open,2024-01-01,extra\n", "line 2 has more values than the header"),
+        # A short row is refused, not read as NULLs (which not_null checks would count).
+        (HEADER + "\n1,a,1,open,2024-01-01\n2,b,1\n",
+         "line 3 has 3 values but the header has 5 columns"),
+        (HEADER + '\n1,"a\nmultiline",1,open,2024-01-01\n2\n',
+         "line 4 has 1 value but the header has 5 columns"),
         (HEADER + "\n1,a,2,open,2024-01-01\n2,b,1.5,open,2024-01-01\n", "row 2, column 'quantity'"),
     ],
 )

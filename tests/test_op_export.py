@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from datastores.demo_source import generate_demo_source
 from datastores.enrichment import replace_table
 from datastores.models import Anomaly, Check, CheckStatus, Container, FieldProfile
+from datastores.url_policy import UNIFORM_REFUSAL
 from runs.errors import InvalidConfig
 from runs.models import Run
 from runs.services import run_launch
@@ -200,7 +201,7 @@ def test_an_unreachable_enrichment_datastore_fails_the_run(editor, datastore, db
     run = run_now(editor, datastore, "export")
 
     assert run.status == "failure"
-    assert run.error.startswith("Enrichment datastore: SQLite database file not found")
+    assert run.error == f"Enrichment datastore: {UNIFORM_REFUSAL}"
 
 
 @pytest.mark.worker

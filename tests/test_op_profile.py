@@ -12,6 +12,7 @@ from datastores.models import (
     Field,
     FieldProfile,
 )
+from datastores.url_policy import UNIFORM_REFUSAL
 from runs.errors import InvalidConfig
 from runs.models import LogLevel, Run, RunStatus
 from runs.services import run_launch
@@ -193,12 +194,15 @@ def test_a_dropped_table_fails_its_container_only(source, datastore, editor):
     assert not FieldProfile.objects.filter(field__container__name="returns").exists()
 
 
-def test_an_unreachable_source_fails_the_run(sqlite_source, datastore, editor, tmp_path):
+def test_an_unreachable_source_fails_the_run(sqlite_source, datastore, editor, tmp_path,
+                                             caplog):
     datastore.source_url = f"sqlite:///{tmp_path / 'missing.sqlite3'}"
     datastore.save()
     run = run_now(editor, datastore, "profile")
     assert run.status == RunStatus.FAILURE
-    assert "not found" in run.error
+    # The Run says the same for every cause; the worker's log says which.
+    assert run.error == UNIFORM_REFUSAL
+    assert "missing.sqlite3 does not exist" in caplog.text
     assert not run.units.exclude(status=RunStatus.QUEUED).exists()
 
 

@@ -95,7 +95,7 @@ def test_promote_creates_updates_skips_and_fails_per_check(editor, stores, sourc
     phone = source_checks["no_field"]
     assert units[f"#{phone.pk} matches_pattern(phone)"].status == "failure"
     assert units[f"#{phone.pk} matches_pattern(phone)"].error == (
-        f"Field phone does not exist in destination container lakehouse.customers; "
+        f"Field phone does not exist in destination container customers; "
         f"check #{phone.pk} was not promoted."
     )
     assert sorted(u.status for u in units.values()) == ["failure"] + ["success"] * 4
@@ -234,7 +234,7 @@ def test_a_destination_container_gone_before_the_run_starts_fails_it(
     run.refresh_from_db()
 
     assert run.status == "failure"
-    assert run.error == "Container customers is no longer in datastore lakehouse."
+    assert run.error == "Container customers is no longer in the destination datastore."
 
 
 def test_resume_of_an_aborted_promote_processes_only_unfinished_checks(

@@ -34,12 +34,23 @@ def snapshot(run: Run) -> tuple:
             rows("runs_runlogentry", "run_id", run.pk))
 
 
+# Configs as launch stores them: validated, every default filled in.
+CONFIGS = {
+    "profile": {"containers": None, "record_limit": 1000, "inference_level": 2,
+                "infer_as_draft": True},
+    "scan": {"containers": None, "incremental": False, "record_limit": 1000,
+             "rollup_threshold": 10, "source_record_limit": 10, "auto_resolve": True},
+    "promote": {"source_container": "orders", "destination_container": "orders",
+                "checks": None, "as_draft": True},
+}
+
+
 def ended_run(datastore, *, operation="profile", status=RunStatus.ABORTED, units=UNITS,
               **fields) -> Run:
     """A finished Run built directly in the database, with its per-unit rows."""
     run = RunFactory(
         datastore=datastore, operation=operation, status=RunStatus.RUNNING,
-        config={"containers": None, "record_limit": 1000}, started_at=timezone.now(),
+        config=CONFIGS.get(operation, {}), started_at=timezone.now(),
         progress_total=len(units) if units is not None else None,
         progress_done=sum(s == RunStatus.SUCCESS for s in (units or {}).values()),
         progress_unit="Tables", metrics={"tables_profiled": 2}, **fields,
@@ -87,6 +98,7 @@ def test_resume_plans_exactly_the_unfinished_units(
 def test_resume_of_promote_keeps_destination(datastore, editor):
     destination = DatastoreFactory(name="target")
     destination.teams.add(*datastore.teams.all())
+    ContainerFactory(datastore=destination, name="orders")
     original = ended_run(datastore, operation="promote", destination_datastore=destination)
     before = snapshot(original)
     new = run_resume(run=original, user=editor)

@@ -48,7 +48,13 @@ def test_datastores_page(datastore, containers, editor, viewer, outsider):
     team.members.add(viewer)
     team.datastores.add(secret)
     vault_html = client_for(viewer).get("/datastores/").content.decode()
-    assert "vault" in vault_html and "hunter2" not in vault_html and "***" in vault_html
+    # A Viewer sees the name and the kind, never host, path, user or password.
+    vault_row = vault_html.split(f'<a href="/datastores/{secret.pk}/">vault</a></th>')[1]
+    vault_row = vault_row.split("</tr>")[0]
+    assert "<td>postgresql</td>" in vault_row and "Editors only" in vault_row
+    assert not {"hunter2", "bob", "db/vault"} & set(re.findall(r"[\w/]+", vault_html))
+    editor_row = html.split(name)[1].split("</tr>")[0]
+    assert "<code>sqlite:///" in editor_row  # Editors see the connection
 
 
 # -- permissions -------------------------------------------------------------------------------

@@ -13,11 +13,26 @@ from django.urls import reverse
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from accounts.permissions import datastore_level
 from activity.selectors import state_version as _state_version
 from runs.models import RunStatus
 from runs.operations import get_operation
 
 register = template.Library()
+
+
+@register.filter
+def destination_name(run, user) -> str:
+    """Promote's destination datastore, named only to those who may see it ("" if none).
+
+    Seeing a Run takes access to its source datastore only; the destination's name must not
+    leak to someone without access to it.
+    """
+    if not run.destination_datastore_id:
+        return ""
+    if datastore_level(user, run.destination_datastore_id) is None:
+        return "another datastore"
+    return run.destination_datastore.name
 
 # One glyph per Run state, used by the timeline and the Results tab.
 STATE_ICONS = {

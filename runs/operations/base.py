@@ -8,19 +8,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from datastores.models import Datastore
     from runs.execution import RunContext
 
 
-class OperationConfig(BaseModel):
-    """Base for operation configs: unknown keys are rejected, values are validated."""
+# The largest integer a database column (BIGINT) holds: a bigger one would only fail later,
+# as a driver error inside a Run.
+MAX_INT = 2**63 - 1
+# "At most this many rows": a positive count a database can compare with.
+RowCount = Annotated[int, Field(gt=0, le=MAX_INT)]
+Id = Annotated[int, Field(ge=1, le=MAX_INT)]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class OperationConfig(BaseModel):
+    """Base for operation configs: unknown keys are rejected, values are validated.
+
+    Strict: a value must already have its type. ``"yes"`` is not a boolean (a destructive
+    ``prune: "yes"`` must not mean True), ``"5"`` is not a number.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="after")
+    def _integers_fit_a_column(self):
+        # A net under every config, also for options that forget their bounds.
+        def check(value: Any) -> None:
+            if isinstance(value, int) and not isinstance(value, bool):
+                if not -MAX_INT - 1 <= value <= MAX_INT:
+                    raise ValueError(f"integers must lie between {-MAX_INT - 1} and {MAX_INT}")
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    check(item)
+
+        for name in type(self).model_fields:
+            check(getattr(self, name))
+        return self
 
 
 @dataclass(frozen=True)

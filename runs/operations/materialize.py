@@ -31,7 +31,14 @@ from datastores.enrichment import (
 from datastores.models import Container
 from datastores.sources import describe_error
 from runs.errors import InvalidConfig
-from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.base import (
+    Operation,
+    OperationConfig,
+    RowCount,
+    Unit,
+    UnitFailed,
+    UnitResult,
+)
 from runs.operations.containers import (
     clean_connection,
     containers_field,
@@ -51,8 +58,8 @@ FAILED = {"containers_failed": 1}
 
 class MaterializeConfig(OperationConfig):
     containers: list[str] | None = containers_field()  # None: all
-    record_limit: int | None = ConfigField(
-        default=None, gt=0, description="Copy at most this many rows of each container."
+    record_limit: RowCount | None = ConfigField(
+        default=None, description="Copy at most this many rows of each container."
     )
 
 

@@ -11,12 +11,11 @@ import dataclasses
 
 from django.utils import timezone
 from pydantic import Field as ConfigField
-from pydantic import PositiveInt
 
 from datastores.containers import container_selectable
 from datastores.models import Check, CheckOrigin, CheckStatus, Container, Field, FieldProfile
 from datastores.quality import InferredCheck, TableProfile, describe, infer_checks, profile_table
-from runs.operations.base import Operation, OperationConfig, Unit, UnitResult
+from runs.operations.base import Operation, OperationConfig, RowCount, Unit, UnitResult
 from runs.operations.containers import (
     clean_connection,
     containers_field,
@@ -29,7 +28,7 @@ from runs.operations.containers import (
 class ProfileConfig(OperationConfig):
     containers: list[str] | None = containers_field()
     # Profile only the first N rows of each container (null: all rows).
-    record_limit: PositiveInt | None = None
+    record_limit: RowCount | None = None
     inference_level: int = ConfigField(default=2, ge=0, le=5)
     # New inferred checks start as drafts (reviewed before Scans use them) or active.
     infer_as_draft: bool = True

@@ -26,7 +26,14 @@ from pydantic import Field as ConfigField
 from datastores.models import Check, CheckOrigin, CheckStatus, Container, Datastore
 from datastores.sources import SourceError
 from runs.errors import InvalidConfig
-from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.base import (
+    Id,
+    Operation,
+    OperationConfig,
+    Unit,
+    UnitFailed,
+    UnitResult,
+)
 
 OUTCOMES = ("created", "updated", "skipped", "failed")
 PROMOTABLE = (CheckStatus.ACTIVE, CheckStatus.DRAFT)
@@ -35,7 +42,7 @@ PROMOTABLE = (CheckStatus.ACTIVE, CheckStatus.DRAFT)
 class PromoteConfig(OperationConfig):
     source_container: str = ConfigField(min_length=1, max_length=255)
     destination_container: str = ConfigField(min_length=1, max_length=255)
-    checks: list[int] | None = ConfigField(
+    checks: list[Id] | None = ConfigField(
         default=None, min_length=1,
         description="Check ids of the source container; empty for all active and draft checks.",
     )
@@ -88,7 +95,7 @@ class Promote(Operation):
             raise InvalidConfig(f"Invalid configuration: {summary}", errors=errors)
 
     def plan(self, ctx) -> list[Unit]:
-        source = _container(ctx.datastore, ctx.config.source_container)
+        source = _container(ctx.datastore, ctx.config.source_container, where="source")
         if ctx.config.checks is None:
             checks = list(source.checks.filter(status__in=PROMOTABLE).order_by("id"))
         else:
@@ -97,8 +104,8 @@ class Promote(Operation):
         return [Unit(unit_name(check), container_id=source.pk) for check in checks]
 
     def begin(self, ctx, units: list[Unit]) -> None:
-        _container(ctx.datastore, ctx.config.source_container)
-        _container(ctx.destination, ctx.config.destination_container)
+        _container(ctx.datastore, ctx.config.source_container, where="source")
+        _container(ctx.destination, ctx.config.destination_container, where="destination")
         ctx.add_metrics(_counts())
 
     def process(self, ctx, unit: Unit) -> UnitResult:
@@ -116,14 +123,16 @@ class Promote(Operation):
         target = ctx.destination.containers.filter(name=config.destination_container).first()
         if target is None:
             raise UnitFailed(
-                f"Destination container {config.destination_container} is no longer in "
-                f"{ctx.destination.name}.",
+                # The Run's log is read by those who see the source; the destination
+                # datastore may be hidden from them, so its name stays out of it.
+                f"Destination container {config.destination_container} is no longer in the "
+                "destination datastore.",
                 metrics=_counts("failed"),
             )
         if check.field_name and not target.fields.filter(name=check.field_name).exists():
             raise UnitFailed(
                 f"Field {check.field_name} does not exist in destination container "
-                f"{ctx.destination.name}.{target.name}; check #{check.pk} was not promoted.",
+                f"{target.name}; check #{check.pk} was not promoted.",
                 metrics=_counts("failed"),
             )
         metrics = _counts()
@@ -181,10 +190,10 @@ def _counts(outcome: str | None = None) -> dict[str, int]:
     return {key: int(key == outcome) for key in OUTCOMES}
 
 
-def _container(datastore: Datastore, name: str) -> Container:
+def _container(datastore: Datastore, name: str, *, where: str) -> Container:
     container = datastore.containers.filter(name=name).first()
     if container is None:
-        raise ContainerGone(f"Container {name} is no longer in datastore {datastore.name}.")
+        raise ContainerGone(f"Container {name} is no longer in the {where} datastore.")
     return container
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.utils import timezone
 from pydantic import Field as ConfigField
-from pydantic import PositiveInt
 from sqlalchemy import exc as sa_exc
 
 from datastores.anomalies import Outcome, Rollup, check_spec, record_results
@@ -31,7 +30,15 @@ from datastores.quality import (
 )
 from datastores.sources import describe_error
 from runs.models import LogLevel
-from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.base import (
+    MAX_INT,
+    Operation,
+    OperationConfig,
+    RowCount,
+    Unit,
+    UnitFailed,
+    UnitResult,
+)
 from runs.operations.containers import (
     clean_connection,
     containers_field,
@@ -46,9 +53,9 @@ class ScanConfig(OperationConfig):
     # Read only rows past each container's stored high-water mark (full scan the first time).
     incremental: bool = False
     # Read only the first N rows of each container (by high-water column when it has one).
-    record_limit: PositiveInt | None = None
+    record_limit: RowCount | None = None
     # More failing checks than this on one container: one rolled-up anomaly for the container.
-    rollup_threshold: int = ConfigField(default=10, ge=1)
+    rollup_threshold: int = ConfigField(default=10, ge=1, le=MAX_INT)
     # Example source rows stored with each anomaly.
     source_record_limit: int = ConfigField(default=10, ge=0, le=100)
     # A full scan resolves the container's open anomalies whose checks now pass.

@@ -101,6 +101,21 @@
     if (log) log.scrollTop = log.scrollHeight;
   });
 
+  // Polls run only while the tab is visible. Checked here rather than in an hx-trigger filter,
+  // which htmx evaluates as code: the Content-Security-Policy allows no eval.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var trigger = event.detail.elt.getAttribute("hx-trigger") || "";
+    if (trigger.indexOf("every ") === 0 && document.visibilityState !== "visible") {
+      event.preventDefault();
+    }
+  });
+
+  // Buttons that ask first (no inline onclick: the Content-Security-Policy forbids it).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+  });
+
   // The log follows new lines while the reader sits at its bottom.
   var stickToBottom = false;
   document.addEventListener("htmx:beforeSwap", function (event) {

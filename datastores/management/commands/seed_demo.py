@@ -38,6 +38,8 @@ class Command(BaseCommand):
     def handle(self, *args, rows: int, no_sync: bool, **options):
         demo_dir = settings.VAR_DIR / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True)
+        # Where datastore files may live by default (DATASTORE_FILE_DIRS): ready to use.
+        (settings.VAR_DIR / "sources").mkdir(parents=True, exist_ok=True)
         source = demo_dir / "source.sqlite3"
         if not source.exists():
             self.stdout.write(f"Generating the demo source database ({rows} orders)...")
@@ -90,9 +92,10 @@ class Command(BaseCommand):
             return
         import sqlalchemy as sa
 
+        from datastores.sources import create_engine
         from runs.operations.sync import store_container
 
-        engine = sa.create_engine(datastore.source_url)
+        engine = create_engine(datastore.source_url)  # vetted like every connection
         try:
             with engine.connect() as conn:
                 inspector = sa.inspect(conn)

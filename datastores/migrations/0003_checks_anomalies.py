@@ -42,7 +42,7 @@ def fill_copies(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('datastores', '0001_initial'),
+        ('datastores', '0002_datastore_credentials_encrypted'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
