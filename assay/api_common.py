@@ -1,9 +1,13 @@
 """Schema pieces every API router shares."""
 
+from datetime import UTC, datetime
 from typing import Annotated
 
+from django.utils import timezone
 from ninja import Field, Path, Schema
 from pydantic import ConfigDict, StrictInt
+
+from runs.errors import InvalidInput
 
 MAX_ID = 2**63 - 1  # the largest id the databases store; bigger ones would be a driver error
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]  # query strings: "12" is read as 12
@@ -24,3 +28,18 @@ class Error(Schema):
 
 
 ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+
+
+def utc_filter(value: datetime | None, name: str) -> datetime | None:
+    """The filter as UTC. A naive time is read as UTC (the API speaks UTC); any offset ISO 8601
+    allows is accepted, although PostgreSQL refuses offsets beyond 15:59."""
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
+        raise InvalidInput(
+            f"{name} is out of range.", errors={name: ["Out of range."]}
+        ) from None

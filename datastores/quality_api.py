@@ -8,16 +8,15 @@ anomaly descriptions, examples and check errors come back as ``null``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
-from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool
 
 from accounts.models import User
-from assay.api_common import ERRORS, BodyId, Id, PathId, Strict
+from assay.api_common import ERRORS, BodyId, Id, PathId, Strict, utc_filter
 from assay.paging import decode_cursor, encode_cursor
 from datastores import selectors
 from datastores.anomalies import anomalies_bulk_transition, anomaly_transition
@@ -272,12 +271,6 @@ def _user(request: HttpRequest) -> User:
     return request.auth
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and timezone.is_naive(value):
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _check_out(user: User, check_id: int, *, recent: int = 30) -> dict[str, Any]:
     check = selectors.visible_check(user, check_id)
     selectors.recent_evaluations([check], per_check=recent)
@@ -325,12 +318,18 @@ def create_check(request: HttpRequest, body: CheckIn):
     return Status(201, _check_out(user, check.pk))
 
 
-@router.get("/checks/{int:check_id}", response={200: CheckOut, **ERRORS}, summary="One check")
+@router.post("/checks/bulk", response={200: BulkOut, **ERRORS},
+             summary="Activate, archive or return many checks to draft")  # fmt: skip
+def bulk_checks(request: HttpRequest, body: CheckBulk):
+    return _bulk_out(checks_bulk_transition(user=_user(request), ids=body.ids, action=body.action))
+
+
+@router.get("/checks/{check_id}", response={200: CheckOut, **ERRORS}, summary="One check")
 def get_check(request: HttpRequest, check_id: PathId):
     return _check_out(_user(request), check_id)
 
 
-@router.patch("/checks/{int:check_id}", response={200: CheckOut, **ERRORS},
+@router.patch("/checks/{check_id}", response={200: CheckOut, **ERRORS},
               summary="Edit an authored check")  # fmt: skip
 def update_check(request: HttpRequest, check_id: PathId, body: CheckPatch):
     user = _user(request)
@@ -347,13 +346,7 @@ def update_check(request: HttpRequest, check_id: PathId, body: CheckPatch):
     return _check_out(user, check_id)
 
 
-@router.post("/checks/bulk", response={200: BulkOut, **ERRORS},
-             summary="Activate, archive or return many checks to draft")  # fmt: skip
-def bulk_checks(request: HttpRequest, body: CheckBulk):
-    return _bulk_out(checks_bulk_transition(user=_user(request), ids=body.ids, action=body.action))
-
-
-@router.post("/checks/{int:check_id}/{action}", response={200: CheckOut, **ERRORS},
+@router.post("/checks/{check_id}/{action}", response={200: CheckOut, **ERRORS},
              summary="activate, archive or draft")  # fmt: skip
 def transition_one_check(request: HttpRequest, check_id: PathId, action: CheckAction):
     user = _user(request)
@@ -399,8 +392,8 @@ def list_anomalies(request: HttpRequest, filters: Query[AnomalyQuery]):
             container=filters.container,
             check_type=filters.check_type or "",
             check=filters.check,
-            found_after=_aware(filters.found_after),
-            found_before=_aware(filters.found_before),
+            found_after=utc_filter(filters.found_after, "found_after"),
+            found_before=utc_filter(filters.found_before, "found_before"),
         ),
         before=decode_cursor("anomaly", filters.cursor) if filters.cursor else None,
         limit=filters.limit,
@@ -414,18 +407,6 @@ def list_anomalies(request: HttpRequest, filters: Query[AnomalyQuery]):
     }
 
 
-def _anomaly_out(user: User, anomaly_id: int) -> dict[str, Any]:
-    anomaly = selectors.visible_anomaly(user, anomaly_id)
-    present = selectors.runs_present([anomaly.run_id, anomaly.last_run_id])
-    return anomaly_json(anomaly, present, detail=True)
-
-
-@router.get("/anomalies/{int:anomaly_id}", response={200: AnomalyDetail, **ERRORS},
-            summary="One anomaly, with examples and history")  # fmt: skip
-def get_anomaly(request: HttpRequest, anomaly_id: PathId):
-    return _anomaly_out(_user(request), anomaly_id)
-
-
 @router.post("/anomalies/bulk", response={200: BulkOut, **ERRORS},
              summary="Acknowledge, resolve or reopen many anomalies")  # fmt: skip
 def bulk_anomalies(request: HttpRequest, body: AnomalyBulk):
@@ -436,7 +417,19 @@ def bulk_anomalies(request: HttpRequest, body: AnomalyBulk):
     )
 
 
-@router.post("/anomalies/{int:anomaly_id}/{action}", response={200: AnomalyDetail, **ERRORS},
+def _anomaly_out(user: User, anomaly_id: int) -> dict[str, Any]:
+    anomaly = selectors.visible_anomaly(user, anomaly_id)
+    present = selectors.runs_present([anomaly.run_id, anomaly.last_run_id])
+    return anomaly_json(anomaly, present, detail=True)
+
+
+@router.get("/anomalies/{anomaly_id}", response={200: AnomalyDetail, **ERRORS},
+            summary="One anomaly, with examples and history")  # fmt: skip
+def get_anomaly(request: HttpRequest, anomaly_id: PathId):
+    return _anomaly_out(_user(request), anomaly_id)
+
+
+@router.post("/anomalies/{anomaly_id}/{action}", response={200: AnomalyDetail, **ERRORS},
              summary="acknowledge, resolve or reopen")  # fmt: skip
 def transition_anomaly(
     request: HttpRequest, anomaly_id: PathId, action: AnomalyAction, body: CommentIn | None = None

@@ -4,17 +4,16 @@ Thin: every read checks visibility (an invisible Run is a 404, exactly like an u
 every write goes through a service that asks ``runs.policy``.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
-from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StrictInt, model_validator
 
 from accounts.models import Level, User
 from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
-from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PathId, Strict
+from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PathId, Strict, utc_filter
 from assay.paging import decode_cursor, encode_cursor
 from datastores.models import Datastore
 from runs import services
@@ -271,21 +270,6 @@ def destination_or_404(operation: str, datastore_id: int | None) -> Datastore | 
     return datastore_or_404(datastore_id, "Destination datastore")
 
 
-def _utc(value: datetime | None, name: str) -> datetime | None:
-    """The filter as UTC. A naive time is read as UTC (the API speaks UTC); any offset ISO 8601
-    allows is accepted, although PostgreSQL refuses offsets beyond 15:59."""
-    if value is None:
-        return None
-    if timezone.is_naive(value):
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
-        raise InvalidInput(
-            f"{name} is out of range.", errors={name: ["Out of range."]}
-        ) from None
-
-
 # -- runs --------------------------------------------------------------------------------------
 @router.get("/runs", response={200: RunPage, **ERRORS}, summary="List Runs, newest first")
 def list_runs(request: HttpRequest, filters: Query[RunQuery]):
@@ -296,8 +280,8 @@ def list_runs(request: HttpRequest, filters: Query[RunQuery]):
             datastores=tuple(filters.datastore),
             operations=tuple(filters.operation),
             statuses=tuple(filters.status),
-            created_after=_utc(filters.created_after, "created_after"),
-            created_before=_utc(filters.created_before, "created_before"),
+            created_after=utc_filter(filters.created_after, "created_after"),
+            created_before=utc_filter(filters.created_before, "created_before"),
         ),
         before=decode_cursor("run", filters.cursor) if filters.cursor else None,
         limit=filters.limit,
