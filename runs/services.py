@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from accounts.models import User
 from accounts.permissions import datastore_level
 from assay.input_checks import find_nul
+from audit.models import AuditAction
+from audit.services import record
 from datastores.models import Datastore
 from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
@@ -41,7 +43,7 @@ def authorize_datastore(user: User, datastore: Datastore, *, what: str = "Datast
     user cannot see (its name, whether it exists) leaks.
     """
     level = datastore_level(user, datastore.pk)
-    if level is None:
+    if level is None or datastore.deleted_at is not None:
         raise NotFound(f"{what} not found.")
     if not level_allows(level):
         raise PermissionDenied(f"You need the Editor permission on {datastore.name}.")
@@ -269,6 +271,11 @@ def run_delete(*, run: Run, user: User) -> None:
         if not deleted:
             transaction.set_rollback(True)
             raise NotFound("Run not found.")
+        record(user, AuditAction.RUN_DELETED, run, {
+            "operation": run.operation, "status": run.status, "datastore": run.datastore.name,
+            "triggered_by": run.triggered_by_name,
+            "created_at": run.created_at.isoformat(),
+        }, None, object_name=f"#{run.pk} {run.get_operation_display()}")
 
 
 # -- transitions -------------------------------------------------------------------------------
