@@ -42,6 +42,26 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _flush_runs_first():
+    """Empty runs_run before the other tables when a transactional test flushes SQLite.
+
+    The database refuses to delete a finished Run's log lines and units while the Run exists
+    (migration runs.0005); deleting the Run takes them with it. Django flushes SQLite with one
+    DELETE per table in set order (PostgreSQL's TRUNCATE fires no row trigger).
+    """
+    from django.core.management.commands import flush
+
+    original = flush.sql_flush
+
+    def runs_first(*args, **kwargs):
+        return sorted(original(*args, **kwargs), key=lambda sql: '"runs_run";' not in sql)
+
+    flush.sql_flush = runs_first
+    yield
+    flush.sql_flush = original
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache: rolled-back ids come back in the next test."""

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('datastores', '0004_datastore_soft_delete'),
-        ('runs', '0004_schedule_firings'),
+        ('runs', '0005_run_liveness'),
     ]
 
     operations = [
