@@ -243,11 +243,21 @@ def test_describe(check, text):
 # SQL evaluation
 
 
-def test_every_check_type_counts_its_failures_in_one_statement(engine, conn):
+def _unique_checks(checks) -> int:
+    return sum(check.type == "unique" for check in checks)
+
+
+def test_every_check_type_counts_its_failures_in_one_pass_per_dialect_plan(engine, conn):
     with recorded_statements(engine) as statements:
         evaluation = evaluate_sql(conn, orders, CHECKS, now=NOW)
 
-    assert len(statements) == 1
+    if engine.dialect.name == "sqlite":
+        assert len(statements) == 1
+    else:
+        # PostgreSQL: the aggregate stays parallel-safe, each distinct count runs apart.
+        assert len(statements) == 1 + _unique_checks(CHECKS)
+        assert "DISTINCT" not in statements[0]
+        assert all("count(DISTINCT" in statement for statement in statements[1:])
     assert evaluation.records_scanned == len(ORDER_ROWS)
     assert _failed_counts(evaluation) == {check.key: n for check, n in EXPECTED_FAILURES}
     assert all(result.error is None for result in evaluation.results.values())
@@ -279,8 +289,12 @@ def test_a_broken_check_gets_its_own_error_and_the_others_their_results(engine, 
     with recorded_statements(engine) as statements:
         evaluation = evaluate_sql(conn, stale, checks, now=NOW)
 
-    # The combined statement, the row count, then one statement per check.
-    assert len(statements) == 1 + 1 + len(checks)
+    # The combined statement, one one-row probe per check, the statement without the broken
+    # check: never one full pass per check.
+    combined = 1 + _unique_checks(checks) if engine.dialect.name == "postgresql" else 1
+    probes = 2 if engine.dialect.name == "postgresql" else len(checks)
+    assert len(statements) == combined + probes + 1
+    assert sum(" LIMIT " in statement for statement in statements) == probes
     assert evaluation.records_scanned == len(ORDER_ROWS)
     assert evaluation.results["sku"].failed_count == 1
     assert evaluation.results["dup"].failed_count == 2
@@ -307,6 +321,52 @@ def test_a_pattern_only_python_understands_fails_alone_on_postgresql(engine, con
     else:
         assert named.failed_count is None
         assert "regular expression" in named.error
+
+
+def test_a_check_failing_only_on_some_rows_is_found_by_halving(engine, conn):
+    # Every check passes on the one-row probe; one of them fails on a later row only.
+    # (A division by zero on the last row; the probe reads the first.)
+    if engine.dialect.name == "sqlite":
+        conn.connection.dbapi_connection.create_function(
+            "fail_on_last", 1, lambda value: 1 / (value < len(ORDER_ROWS))
+        )
+        failing = sa.func.fail_on_last(orders.c.id)
+    else:
+        failing = 1 / sa.case((orders.c.id < len(ORDER_ROWS), 1), else_=0)
+    table = sa.select(orders, failing.label("fragile")).subquery("fragile_orders")
+    checks = [CheckSpec(f"c{i}", "not_null", "sku") for i in range(7)]
+    checks.insert(5, CheckSpec("fragile", "not_negative", "fragile"))
+    with recorded_statements(engine) as statements:
+        evaluation = evaluate_sql(conn, table, checks, now=NOW)
+
+    assert evaluation.records_scanned == len(ORDER_ROWS)
+    assert evaluation.results["fragile"].failed_count is None
+    assert evaluation.results["fragile"].error
+    assert {evaluation.results[f"c{i}"].failed_count for i in range(7)} == {1}
+    full_passes = [statement for statement in statements if " LIMIT " not in statement]
+    # One combined pass, then halving: fewer full passes than one per check.
+    assert len(full_passes) < len(checks)
+
+
+def test_statements_run_side_by_side_on_extra_connections(engine, conn):
+    extra = [engine.connect() for _ in range(2)]
+    used: list[int] = []
+
+    def more(index: int) -> sa.Connection:
+        used.append(index)
+        return extra[index]
+
+    try:
+        evaluation = evaluate_sql(
+            conn, orders, CHECKS, now=NOW, more_connections=more, max_connections=3
+        )
+    finally:
+        for other in extra:
+            other.close()
+    assert _failed_counts(evaluation) == {check.key: n for check, n in EXPECTED_FAILURES}
+    statements = 1 + (_unique_checks(CHECKS) if engine.dialect.name == "postgresql" else 0)
+    # Never more connections than statements, never more than the limit.
+    assert used == list(range(min(3, statements) - 1))
 
 
 def test_invalid_or_unknown_checks_are_reported_without_a_statement_of_their_own(engine, conn):
