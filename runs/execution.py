@@ -212,7 +212,6 @@ class Watchdog(threading.Thread):
 def claim(run_id: int) -> uuid.UUID | None:
     """queued -> running (or an unclaimed Promote), with a fresh token. None: nothing to do."""
     token = uuid.uuid4()
-    now = timezone.now()
     claimable = Q(status=RunStatus.QUEUED) | Q(
         status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
     )
@@ -220,6 +219,7 @@ def claim(run_id: int) -> uuid.UUID | None:
         # Fair sharing (runs.fairness): the datastore's row stays locked until the claim commits.
         if not fairness.may_start(run_id):
             return None
+        now = timezone.now()  # after the lock: started_at follows the order of the claims
         # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
         # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
         claimed = Run.objects.filter(claimable, pk=run_id).update(

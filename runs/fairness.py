@@ -11,15 +11,16 @@ first. A Run may start when
   backwards.
 
 The check and the claim run in one transaction that first locks the datastore's row
-(``SELECT ... FOR NO KEY UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transactions take the one write
-lock), so workers on any number of machines never see the same free slot twice.
+(``SELECT ... FOR NO KEY UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transactions take the
+one write lock), so workers on any number of machines never see the same free slot twice.
 
 A Run turned away gives its message back: its ``enqueued_at`` is cleared, meaning "in line,
 no message in flight", which the reaper's resend of lost messages leaves alone. When a Run of
 the datastore ends, ``dispatch_line`` sends the messages of the Runs now at the head of the
 line; the beat's ``dispatch_waiting`` does the same for every datastore, in case a Run ended
 elsewhere (a user's abort, the reaper). So a burst of 300 Runs on one datastore costs the
-workers 300 quick refusals once, not a full queue, and the Runs of other datastores go by.
+workers nothing: beyond the limit, a new Run is put in line without a message at all
+(``enqueue_or_wait``), and the Runs of other datastores go by.
 """
 
 from __future__ import annotations
@@ -72,6 +73,30 @@ def may_start(run_id: int) -> bool:
         return True
     Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(enqueued_at=None)
     return False
+
+
+def enqueue_or_wait(run_id: int) -> None:
+    """Send a new Run's message, or leave it waiting in line when its turn cannot come yet.
+
+    Then a burst of Runs on one datastore costs the workers nothing until their turn, and
+    the messages of other datastores' Runs are not queued behind theirs.
+    """
+    from runs.services import enqueue
+
+    with transaction.atomic():
+        run = Run.objects.filter(_IN_LINE, pk=run_id).values("datastore_id").first()
+        if run is None:  # a Promote (it starts running), or already claimed or aborted
+            send = True
+        else:
+            datastore_id = run["datastore_id"]
+            limit = _lock_datastore(datastore_id)
+            occupying = Run.objects.filter(_OCCUPYING, datastore_id=datastore_id).count()
+            ahead = Run.objects.filter(_IN_LINE, datastore_id=datastore_id, pk__lt=run_id).count()
+            send = occupying + ahead < limit
+            if not send:
+                Run.objects.filter(_IN_LINE, pk=run_id).update(enqueued_at=None)
+    if send:
+        enqueue(run_id)
 
 
 def dispatch_line(datastore_id: int) -> int:
@@ -135,7 +160,9 @@ def wait_reasons(run_ids: Iterable[int]) -> dict[int, str]:
     reasons = {}
     for pk, in_line_ahead, occupying, queue_ahead, name, limit in counts:
         if occupying + in_line_ahead >= limit:
-            reasons[pk] = f"{_ordinal(in_line_ahead + 1)} in line for {name}"
+            # The place among the Runs waiting for a slot: 1st goes when one frees.
+            place = occupying + in_line_ahead - limit + 1
+            reasons[pk] = f"{_ordinal(place)} in line for {name}"
         elif queue_ahead:
             runs_word = "Run" if queue_ahead == 1 else "Runs"
             reasons[pk] = f"waiting for a worker: {queue_ahead} {runs_word} ahead"

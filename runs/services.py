@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.permissions import datastore_level
 from assay.input_checks import find_nul
 from datastores.models import Datastore
+from runs import fairness
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.logs import append_log
 from runs.models import (
@@ -185,7 +186,8 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
         )
         append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
         if operation != Operation.EXTERNAL_SCAN:
-            transaction.on_commit(lambda: enqueue(run.pk))
+            # A Run behind a full datastore waits in line without a message (runs.fairness).
+            transaction.on_commit(lambda: fairness.enqueue_or_wait(run.pk))
     return run
 
 

@@ -181,3 +181,22 @@ def live_server_screenshot(name: str):
     folder = settings.VAR_DIR / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
+
+
+def test_a_run_behind_a_full_datastore_gets_no_message_until_its_turn(
+    datastore, editor, django_capture_on_commit_callbacks, monkeypatch
+):
+    from runs.services import run_launch
+
+    sent: list[int] = []
+    monkeypatch.setattr("runs.services.enqueue", sent.append)
+    datastore.run_limit = 2
+    datastore.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        runs = [
+            run_launch(user=editor, datastore=datastore, operation="sync", config={})
+            for _ in range(4)
+        ]
+    assert sent == [runs[0].pk, runs[1].pk]
+    assert [state(run)[1] is None for run in runs] == [False, False, True, True]
+    assert fairness.wait_reasons([runs[3].pk]) == {runs[3].pk: "2nd in line for warehouse"}
