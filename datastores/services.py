@@ -15,7 +15,13 @@ from django.db import IntegrityError, transaction
 from accounts.models import Role, Team, User
 from accounts.permissions import can_create_datastore, can_edit_datastore, datastore_level
 from datastores import url_policy
-from datastores.models import Datastore
+from datastores.models import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_RUN_LIMIT,
+    MAX_CONNECTION_LIMIT,
+    MAX_RUN_LIMIT,
+    Datastore,
+)
 from datastores.sources import SourceConnection, SourceUnavailable, describe_error
 from datastores.url_policy import UrlRefused
 from runs.errors import InvalidInput, NotFound, PermissionDenied
@@ -34,6 +40,8 @@ def datastore_create(
     team_ids: list[int] | None = None,
     password: str | None = None,
     enrichment_password: str | None = None,
+    run_limit: int = DEFAULT_RUN_LIMIT,
+    connection_limit: int = DEFAULT_CONNECTION_LIMIT,
 ) -> Datastore:
     """Managers and admins add datastores, granted to the given teams.
 
@@ -51,6 +59,7 @@ def datastore_create(
         enrichment=(enrichment_url, enrichment_password, ""),
     )
     _check_prefix(enrichment_prefix, errors)
+    _check_limits(errors, run_limit=run_limit, connection_limit=connection_limit)
     teams = list(Team.objects.filter(pk__in=team_ids or []))
     if len(teams) != len(set(team_ids or [])):
         errors["teams"] = ["Unknown team."]
@@ -66,6 +75,8 @@ def datastore_create(
                 source_url=urls["source"],
                 enrichment_url=urls["enrichment"],
                 enrichment_prefix=enrichment_prefix,
+                run_limit=run_limit,
+                connection_limit=connection_limit,
                 created_by=user,
             )
             datastore.teams.add(*teams)
@@ -84,6 +95,8 @@ def datastore_update(
     enrichment_url: str | None = None,
     enrichment_password: str | None = KEEP,
     enrichment_prefix: str | None = None,
+    run_limit: int | None = None,
+    connection_limit: int | None = None,
 ) -> Datastore:
     """Change what is given (None: leave as is). Passwords are write-only.
 
@@ -108,6 +121,7 @@ def datastore_update(
     urls = _valid_urls(user, errors, **changes)
     if enrichment_prefix is not None:
         _check_prefix(enrichment_prefix, errors)
+    _check_limits(errors, run_limit=run_limit, connection_limit=connection_limit)
     _raise_if(errors)
     if name is not None:
         datastore.name = name
@@ -117,12 +131,32 @@ def datastore_update(
         datastore.enrichment_url = urls["enrichment"]
     if enrichment_prefix is not None:
         datastore.enrichment_prefix = enrichment_prefix
+    if run_limit is not None:
+        datastore.run_limit = run_limit
+    if connection_limit is not None:
+        datastore.connection_limit = connection_limit
     try:
         with transaction.atomic():
             datastore.save()
     except IntegrityError:
         raise _name_taken(datastore.name) from None
     return datastore
+
+
+_LIMITS = {
+    "run_limit": ("Runs at once", MAX_RUN_LIMIT),
+    "connection_limit": ("Connections per Run", MAX_CONNECTION_LIMIT),
+}
+
+
+def _check_limits(errors: dict[str, list[str]], **values: int | None) -> None:
+    """Fair-sharing limits (runs.fairness, Scan): whole numbers within their range."""
+    for field, value in values.items():
+        what, most = _LIMITS[field]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            errors[field] = [f"{what} must be a whole number from 1 to {most}."]
 
 
 def datastore_test_connection(*, user: User, datastore: Datastore) -> str:

@@ -200,3 +200,45 @@ def test_a_run_behind_a_full_datastore_gets_no_message_until_its_turn(
     assert sent == [runs[0].pk, runs[1].pk]
     assert [state(run)[1] is None for run in runs] == [False, False, True, True]
     assert fairness.wait_reasons([runs[3].pk]) == {runs[3].pk: "2nd in line for warehouse"}
+
+
+def test_admins_set_the_limits_and_bad_values_are_refused(datastore, admin, editor):
+    from tests.api_support import bearer
+
+    api = bearer(admin)
+    url = f"/api/v1/datastores/{datastore.pk}"
+    shown = api.get(url).json()
+    assert (shown["run_limit"], shown["connection_limit"]) == (4, 2)
+    for bad in ({"run_limit": 0}, {"run_limit": 1001}, {"connection_limit": 17},
+                {"run_limit": "three"}, {"connection_limit": [2]}):  # fmt: skip
+        response = api.patch(url, bad, content_type="application/json")
+        assert response.status_code == 422, (bad, response.content)
+    response = api.patch(url, {"run_limit": 3, "connection_limit": 4},
+                         content_type="application/json")  # fmt: skip
+    assert response.status_code == 200
+    datastore.refresh_from_db()
+    assert (datastore.run_limit, datastore.connection_limit) == (3, 4)
+    assert bearer(editor).patch(url, {"run_limit": 9},
+                                content_type="application/json").status_code == 403  # fmt: skip
+    datastore.refresh_from_db()
+    assert datastore.run_limit == 3
+
+
+def test_the_datastore_form_edits_the_limits(datastore, admin, demo_source_url):
+    from tests.ui_support import client_for
+
+    datastore.source_url = demo_source_url  # a file the URL policy accepts
+    datastore.save()
+    client = client_for(admin)
+    url = f"/datastores/{datastore.pk}/edit/"
+    html = client.get(url).content.decode()
+    assert "Runs at once" in html and 'name="run_limit" value="4"' in html
+    form = {"name": datastore.name, "source_url": datastore.source_url,
+            "enrichment_prefix": "assay", "run_limit": "0", "connection_limit": "2"}  # fmt: skip
+    response = client.post(url, form)
+    assert response.status_code == 422
+    assert "greater than or equal to 1" in response.content.decode()
+    response = client.post(url, {**form, "run_limit": "7"})
+    assert response.status_code == 302
+    datastore.refresh_from_db()
+    assert datastore.run_limit == 7
