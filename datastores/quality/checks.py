@@ -561,7 +561,12 @@ def _recover(conn: sa.Connection, error: sa_exc.DBAPIError) -> None:
 
 
 def _is_cancellation(orig: BaseException | None) -> bool:
-    return getattr(orig, "sqlstate", None) == "57014" or str(orig) == "interrupted"
+    # PostgreSQL's query_canceled, sqlite3's interrupt, MySQL's ER_QUERY_INTERRUPTED (1317).
+    return (
+        getattr(orig, "sqlstate", None) == "57014"
+        or str(orig) == "interrupted"
+        or (getattr(orig, "args", None) or (None,))[0] == 1317
+    )
 
 
 def _short_error(error: sa_exc.DBAPIError) -> str:
@@ -611,10 +616,16 @@ def _failure_predicate(
         case "matches_pattern":
             return ~_as_text(column).regexp_match(params["pattern"])
         case "max_length":
-            return sa.func.length(_as_text(column)) > params["length"]
+            return text_length(column, dialect) > params["length"]
         case "not_future":
             return _is_future(column, dialect, now)
     raise AssertionError(f"no SQL predicate for {type}")
+
+
+def text_length(column: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
+    """The length of a value's text in characters (MySQL's length() counts bytes)."""
+    length = sa.func.char_length if dialect == "mysql" else sa.func.length
+    return length(_as_text(column))
 
 
 def _as_text(column: ColumnElement[Any]) -> ColumnElement[str]:
