@@ -190,7 +190,7 @@ def _lock_datastore(datastore_id: int) -> int:
     return (
         # NO KEY UPDATE: claims queue on it, but the foreign-key checks of rows written
         # meanwhile (KEY SHARE) do not, so it never deadlocks with a Run ending.
-        Datastore.objects.select_for_update(no_key=True)
+        Datastore.all_objects.select_for_update(no_key=True)
         .filter(pk=datastore_id)
         .values_list("run_limit", flat=True)
         .get()

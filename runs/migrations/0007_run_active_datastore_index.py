@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('datastores', '0004_datastore_run_and_connection_limits'),
-        ('runs', '0004_schedule_firings'),
+        ('datastores', '0005_datastore_run_and_connection_limits'),
+        ('runs', '0006_runs_protect_their_datastores'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

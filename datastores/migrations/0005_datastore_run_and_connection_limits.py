@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('datastores', '0003_checks_anomalies'),
+        ('datastores', '0004_datastore_soft_delete'),
     ]
 
     operations = [
