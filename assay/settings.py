@@ -301,6 +301,8 @@ RUN_SCHEDULE_INTERVAL = env_float("RUN_SCHEDULE_INTERVAL", 30.0)
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL},
     "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL},
+    # Runs waiting in line for their datastore whose turn came without a Run ending here.
+    "dispatch-waiting": {"task": "runs.dispatch_waiting", "schedule": RUN_REAPER_INTERVAL},
 }
 
 # --- Datastores -----------------------------------------------------------------------------

@@ -171,6 +171,12 @@ class Run(models.Model):
                         "id"],
                 name="run_created_heatmap",
             ),
+            # Fair sharing (runs.fairness) counts a datastore's running Runs and its line.
+            models.Index(
+                fields=["datastore", "id"],
+                condition=Q(status__in=["queued", "running"]),
+                name="run_active_datastore_id",
+            ),
             # The reaper scans only active Runs.
             models.Index(
                 fields=["status", "heartbeat_at"],

@@ -15,6 +15,7 @@ from assay.input_checks import find_nul
 from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
+from runs import fairness
 from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.logs import append_log
@@ -188,7 +189,8 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
         )
         append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
         if operation != Operation.EXTERNAL_SCAN:
-            transaction.on_commit(lambda: enqueue(run.pk))
+            # A Run behind a full datastore waits in line without a message (runs.fairness).
+            transaction.on_commit(lambda: fairness.enqueue_or_wait(run.pk))
     return run
 
 
