@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "ninja",  # serves the API docs page from its packaged static files, not a CDN
     "axes",
     "accounts",
+    "audit",
     "datastores",
     "runs",
     "activity",
@@ -332,12 +333,16 @@ BROKER_PROBE_TIMEOUT = env_float("BROKER_PROBE_TIMEOUT", 2.0)
 CELERY_TASK_ROUTES = {
     "runs.reap_runs": {"queue": "housekeeping"},
     "runs.fire_due_schedules": {"queue": "housekeeping"},
+    "runs.dispatch_waiting": {"queue": "housekeeping"},
 }
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL,
                   "options": {"queue": "housekeeping", "expires": RUN_REAPER_INTERVAL}},
     "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL,
                        "options": {"queue": "housekeeping", "expires": RUN_SCHEDULE_INTERVAL}},
+    # Runs waiting in line for their datastore whose turn came without a Run ending here.
+    "dispatch-waiting": {"task": "runs.dispatch_waiting", "schedule": RUN_REAPER_INTERVAL,
+                         "options": {"queue": "housekeeping", "expires": RUN_REAPER_INTERVAL}},
 }
 # A launch must not hang on a broker that is down: the Run row is the outbox.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)

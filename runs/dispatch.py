@@ -35,11 +35,12 @@ def send_execute(run_id: int) -> bool:
     return True
 
 
-def send_after_launch(run_id: int) -> None:
-    """On commit of a launch (created with ``send_count`` 1): if the broker refused the message,
-    mark the Run unsent so that housekeeping sends it as soon as the broker is back."""
+def send_or_keep(run_id: int) -> None:
+    """Send a queued Run's message; if the broker refuses it, mark the Run unsent (the outbox:
+    housekeeping sends it as soon as the broker is back). Never raises for the broker."""
     if not send_execute(run_id):
-        Run.objects.filter(pk=run_id, send_count=1, worker_token=None).update(send_count=0)
+        Run.objects.filter(pk=run_id, worker_token=None, status__in=ACTIVE_STATUSES).update(
+            send_count=0)
 
 
 def resend(run_id: int) -> bool:

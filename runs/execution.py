@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceError, describe_error
+from runs import fairness
 from runs.logs import append_log
 from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
 from runs.operations import get_operation
@@ -245,14 +246,19 @@ def claim(run_id: int) -> uuid.UUID | None:
     claimable = Q(status=RunStatus.QUEUED) | Q(
         status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
     )
-    # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
-    # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
-    claimed = Run.objects.filter(claimable, pk=run_id).update(
-        status=RunStatus.RUNNING,
-        worker_token=token,
-        heartbeat_at=Now(),
-        started_at=Coalesce(F("started_at"), Now()),
-    )
+    with transaction.atomic():
+        # Fair sharing (runs.fairness): the datastore's row stays locked until the claim commits.
+        if not fairness.may_start(run_id):
+            return None
+        # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
+        # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
+        # Database time, taken after the lock: started_at follows the order of the claims.
+        claimed = Run.objects.filter(claimable, pk=run_id).update(
+            status=RunStatus.RUNNING,
+            worker_token=token,
+            heartbeat_at=Now(),
+            started_at=Coalesce(F("started_at"), Now()),
+        )
     return token if claimed else None
 
 
@@ -278,6 +284,11 @@ def execute_run(run_id: int) -> str:
     finally:
         watchdog.stop()
         ctx.close()
+        try:
+            fairness.dispatch_line(run.datastore_id)  # its slot is free: the next in line goes
+        except Exception:
+            # The beat's dispatch_waiting sends them a moment later.
+            logger.exception("run %s: could not dispatch the next Runs in line", run_id)
 
 
 def bound_idle_transactions() -> None:

@@ -61,12 +61,15 @@ class Run(models.Model):
 
     operation = models.CharField(max_length=16, choices=Operation.choices)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # PROTECT: Runs are audit records. A datastore is deleted by ``datastore_delete``, which
+    # keeps its row (marked deleted) so that its Runs, and other datastores' Promote Runs
+    # into it, still show its name.
     datastore = models.ForeignKey(
-        "datastores.Datastore", on_delete=models.CASCADE, related_name="runs"
+        "datastores.Datastore", on_delete=models.PROTECT, related_name="runs"
     )
     # Promote only: where checks are copied to.
     destination_datastore = models.ForeignKey(
-        "datastores.Datastore", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        "datastores.Datastore", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     config = models.JSONField(default=dict)
 
@@ -170,6 +173,12 @@ class Run(models.Model):
                         "id"],
                 name="run_created_heatmap",
             ),
+            # Fair sharing (runs.fairness) counts a datastore's running Runs and its line.
+            models.Index(
+                fields=["datastore", "id"],
+                condition=Q(status__in=["queued", "running"]),
+                name="run_active_datastore_id",
+            ),
             # The reaper scans only active Runs.
             models.Index(
                 fields=["status", "heartbeat_at"],
@@ -214,8 +223,22 @@ class Run(models.Model):
         if self.triggered_by_kind == ActorKind.USER and self.triggered_by_user:
             return self.triggered_by_user.display_name
         if self.triggered_by_kind == ActorKind.SCHEDULE:
-            return self.schedule.name if self.schedule_id and self.schedule else "Schedule"
+            schedule = self.schedule_or_none
+            if schedule is not None:
+                return schedule.name
+            return f"Schedule #{self.schedule_id} (deleted)" if self.schedule_id else "Schedule"
         return "System"
+
+    @property
+    def schedule_or_none(self):
+        """The schedule that launched it, or None once that schedule was deleted (the Run
+        keeps its id: no FK constraint)."""
+        if not self.schedule_id:
+            return None
+        try:
+            return self.schedule
+        except Schedule.DoesNotExist:
+            return None
 
     @property
     def aborted_by_name(self) -> str:

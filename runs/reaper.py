@@ -125,7 +125,9 @@ def _resend_lost_messages() -> int:
     )
     candidates = list(
         Run.objects.filter(unclaimed)
-        .filter(Q(send_count=0) | Q(enqueued_at__lt=ago(settings.RUN_REQUEUE_AFTER)))
+        # enqueued_at NULL: waiting in its datastore's line without a message (runs.fairness).
+        .filter(Q(send_count=0, enqueued_at__isnull=False)
+                | Q(enqueued_at__lt=ago(settings.RUN_REQUEUE_AFTER)))
         .order_by("pk")
         .values_list("pk", "send_count", "enqueued_at")[:settings.RUN_REQUEUE_BATCH]
     )
@@ -142,7 +144,8 @@ def _resend_lost_messages() -> int:
     if due:
         waiting = queue_length()
         if waiting is not None:
-            budget = max(Run.objects.filter(unclaimed, send_count__gt=0).count() - waiting, 0)
+            in_flight = Run.objects.filter(unclaimed, send_count__gt=0, enqueued_at__isnull=False)
+            budget = max(in_flight.count() - waiting, 0)
     count = 0
     for run_id in unsent + due[:budget]:
         # A worker may claim it (or a user abort it) between the read and the send: the claim

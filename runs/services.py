@@ -12,9 +12,11 @@ from pydantic import ValidationError
 from accounts.models import User
 from accounts.permissions import datastore_level
 from assay.input_checks import find_nul
+from audit.models import AuditAction
+from audit.services import record
 from datastores.models import Datastore
+from runs import fairness
 from runs.dbtime import db_now
-from runs.dispatch import send_after_launch
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.locks import brief_lock_waits
 from runs.logs import append_log
@@ -43,7 +45,7 @@ def authorize_datastore(user: User, datastore: Datastore, *, what: str = "Datast
     user cannot see (its name, whether it exists) leaks.
     """
     level = datastore_level(user, datastore.pk)
-    if level is None:
+    if level is None or datastore.deleted_at is not None:
         raise NotFound(f"{what} not found.")
     if not level_allows(level):
         raise PermissionDenied(f"You need the Editor permission on {datastore.name}.")
@@ -191,7 +193,9 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
         )
         append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
         if operation != Operation.EXTERNAL_SCAN:
-            transaction.on_commit(lambda: send_after_launch(run.pk))
+            # A Run behind a full datastore waits in line without a message (runs.fairness);
+            # a message the broker refuses leaves the Run in the outbox (runs.dispatch).
+            transaction.on_commit(lambda: fairness.enqueue_or_wait(run.pk))
     return run
 
 
@@ -309,6 +313,11 @@ def run_delete(*, run: Run, user: User) -> None:
         if not deleted:
             transaction.set_rollback(True)
             raise NotFound("Run not found.")
+        record(user, AuditAction.RUN_DELETED, run, {
+            "operation": run.operation, "status": run.status, "datastore": run.datastore.name,
+            "triggered_by": run.triggered_by_name,
+            "created_at": run.created_at.isoformat(),
+        }, None, object_name=f"#{run.pk} {run.get_operation_display()}")
 
 
 # -- transitions -------------------------------------------------------------------------------

@@ -51,7 +51,11 @@ def terminal_run(datastore, status, **fields) -> Run:
 
 
 def running_run(datastore, **fields) -> tuple[Run, uuid.UUID]:
-    """A Run claimed by a (pretend) worker; returns it with the worker's token."""
+    """A Run claimed by a (pretend) worker; returns it with the worker's token.
+
+    Each on a container of its own: Scans of the same container never run at once.
+    """
+    fields.setdefault("config", {"containers": [f"t{uuid.uuid4().hex}"]})
     run = RunFactory(datastore=datastore, **fields)
     token = claim(run.pk)
     assert token is not None

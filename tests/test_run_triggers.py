@@ -235,7 +235,13 @@ def test_deleting_a_terminal_run_takes_its_rows_with_it(status):
     assert rows_of(run) == ([], [])
 
 
-def test_deleting_a_datastore_takes_its_finished_runs_and_their_rows():
+def test_deleting_a_datastore_keeps_its_finished_runs_and_their_rows():
+    from accounts.models import Role
+    from datastores.services import datastore_delete
+    from tests.factories import UserFactory
+
     run = finished_with_rows(RunStatus.SUCCESS)
-    run.datastore.delete()
-    assert rows_of(run) == ([], []) and not Run.objects.filter(pk=run.pk).exists()
+    before = rows_of(run)
+    datastore_delete(user=UserFactory(role=Role.ADMIN), datastore=run.datastore)
+    assert Run.objects.filter(pk=run.pk, status=RunStatus.SUCCESS).exists()
+    assert rows_of(run) == before and before != ([], [])

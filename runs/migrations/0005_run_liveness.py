@@ -197,11 +197,6 @@ class Migration(migrations.Migration):
             name='send_count',
             field=models.PositiveSmallIntegerField(db_default=0),
         ),
-        migrations.AddField(
-            model_name='run',
-            name='progress_failed',
-            field=models.PositiveIntegerField(db_default=0),
-        ),
         migrations.AlterField(
             model_name='runcontainer',
             name='run',
