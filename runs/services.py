@@ -329,6 +329,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     log: str | None = None,
     level: str = LogLevel.INFO,
+    skip_locked: bool = False,
 ) -> bool:
     """Compare-and-set ``status`` to a terminal ``to`` where ``where`` still holds.
 
@@ -339,9 +340,10 @@ def transition(
     """
     where &= Q(status__in=ACTIVE_STATUSES)
     with transaction.atomic():
-        # A row locked by its worker is skipped, not waited for: that worker is either about to
-        # commit (and may end the Run itself) or frozen, and nobody queues behind a frozen one.
-        if not Run.objects.select_for_update(skip_locked=True).filter(where, pk=run_id).exists():
+        # Housekeeping skips a row its worker holds (about to commit, or frozen: nobody queues
+        # behind a frozen one); a user's request waits at most RUN_LOCK_TIMEOUT for it.
+        locked = Run.objects.select_for_update(skip_locked=skip_locked)
+        if not locked.filter(where, pk=run_id).exists():
             return False
         if log is not None:
             append_log(run_id, log, level=level, final=True)

@@ -27,7 +27,7 @@ from django.utils import timezone
 import tests.conftest as conftest
 from accounts.models import User
 from datastores.sources import SourceError
-from runs.errors import ActionNotAllowed
+from runs.errors import ActionNotAllowed, Unavailable
 from runs.execution import RunContext, RunFenced, _fail, _finalise_abort, claim, finish
 from runs.models import Run, RunLogEntry, RunStatus
 from runs.operations.base import OperationConfig
@@ -116,6 +116,10 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
                 result = run_abort(run=run, user=user)
             except ActionNotAllowed:
                 return "too-late"
+            except Unavailable:
+                # The row was held longer than RUN_LOCK_TIMEOUT by another racer's ending:
+                # refused with nothing changed, by design, instead of waiting.
+                return "busy"
             return "aborted" if result.status == RunStatus.ABORTED else "flagged"
 
         return abort
