@@ -171,10 +171,13 @@ class WorkerProcess:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *, concurrency: int = 2) -> "WorkerProcess":
+    def start(self, *, concurrency: int = 2,
+              queues: str = "celery,housekeeping") -> "WorkerProcess":
+        """Runs and housekeeping in one process by default (a test's beat needs both served);
+        the Procfile gives housekeeping its own process."""
         self.log = open(self.log_path, "ab")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "assay", "worker", "-l", "INFO",
+            [sys.executable, "-m", "celery", "-A", "assay", "worker", "-l", "INFO", "-Q", queues,
              "--pool", "prefork", "-c", str(concurrency), "--without-gossip",
              "--without-mingle", "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
