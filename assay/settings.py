@@ -106,9 +106,11 @@ INSTALLED_APPS = [
     "datastores",
     "runs",
     "activity",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
+    "monitoring.metrics.http_latency_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -242,6 +244,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and scrapers talk plain HTTP to the process behind the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
@@ -301,6 +305,14 @@ CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL},
     "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL},
 }
+
+# --- Operations: health, metrics (seconds) ----------------------------------------------------
+# /healthz answers within this time whatever the state of the database and broker.
+HEALTH_TIMEOUT = env_float("HEALTH_TIMEOUT", 2.0)
+# Each worker stamps its heartbeat this often; /healthz wants one younger than 1.5 intervals.
+WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
+# /metrics' queue-wait and duration histograms cover the Runs launched within this window.
+METRICS_WINDOW = env_float("METRICS_WINDOW", 3600.0)
 
 # --- Datastores -----------------------------------------------------------------------------
 # Drivers (dialect+driver) datastore URLs may use; empty: every driver Assay has a vetting rule

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from monitoring.housekeeping import record_pass
 from runs import execution, reaper, schedules
 
 
@@ -12,9 +13,13 @@ def execute_run(run_id: int) -> str:
 
 @shared_task(name="runs.reap_runs", ignore_result=True)
 def reap_runs() -> dict[str, int]:
-    return reaper.reap()
+    result = reaper.reap()
+    record_pass("runs.reap_runs", result)
+    return result
 
 
 @shared_task(name="runs.fire_due_schedules", ignore_result=True)
 def fire_due_schedules() -> int:
-    return schedules.fire_due()
+    fired = schedules.fire_due()
+    record_pass("runs.fire_due_schedules", {"fired": fired})
+    return fired
