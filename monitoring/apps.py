@@ -5,4 +5,5 @@ class MonitoringConfig(AppConfig):
     name = "monitoring"
 
     def ready(self) -> None:
-        from monitoring import worker_heartbeat  # noqa: F401 -- connects the worker signals
+        # Connect the worker's signals: heartbeats, the Run a log line is about.
+        from monitoring import log_context, worker_heartbeat  # noqa: F401
