@@ -39,6 +39,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_days_by_key(name: str) -> dict[str, int]:
+    """``"scan=90,sync=30"`` -> {"scan": 90, "sync": 30}."""
+    days = {}
+    for item in env_list(name, []):
+        key, _, value = item.partition("=")
+        if not value.strip().isdigit():
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(f"{name}: {item!r} is not <name>=<days>.")
+        days[key.strip()] = int(value)
+    return days
+
+
 ASSAY_MODE = os.environ.get("ASSAY_MODE", "embedded")
 PRODUCTION = ASSAY_MODE == "production"
 DEBUG = env_bool("DEBUG", False)
@@ -331,9 +344,19 @@ RUN_LOG_MAX_LINES = int(os.environ.get("RUN_LOG_MAX_LINES", "5000"))
 RUN_SQLITE_WRITER_PAUSE = env_float("RUN_SQLITE_WRITER_PAUSE", 0.001)
 RUN_SCHEDULE_INTERVAL = env_float("RUN_SCHEDULE_INTERVAL", 30.0)
 
+
+# Retention: finished Runs launched more than this many days ago are deleted (0: kept for ever),
+# per operation if wanted ("scan=90,sync=30" overrides the default for those operations).
+RUN_RETENTION_DAYS = int(os.environ.get("RUN_RETENTION_DAYS", "0"))
+RUN_RETENTION_DAYS_BY_OPERATION = env_days_by_key("RUN_RETENTION_DAYS_BY_OPERATION")
+RUN_RETENTION_INTERVAL = env_float("RUN_RETENTION_INTERVAL", 300.0)
+RUN_RETENTION_BATCH_SIZE = int(os.environ.get("RUN_RETENTION_BATCH_SIZE", "500"))
+RUN_RETENTION_MAX_PER_PASS = int(os.environ.get("RUN_RETENTION_MAX_PER_PASS", "20000"))
+
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL},
     "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL},
+    "apply-retention": {"task": "runs.apply_retention", "schedule": RUN_RETENTION_INTERVAL},
 }
 
 # --- Operations: health, metrics (seconds) ----------------------------------------------------

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from monitoring.housekeeping import record_pass
-from runs import execution, reaper, schedules
+from runs import execution, reaper, retention, schedules
 
 
 @shared_task(name="runs.execute_run", ignore_result=True)
@@ -23,3 +23,10 @@ def fire_due_schedules() -> int:
     fired = schedules.fire_due()
     record_pass("runs.fire_due_schedules", {"fired": fired})
     return fired
+
+
+@shared_task(name="runs.apply_retention", ignore_result=True)
+def apply_retention() -> dict[str, int]:
+    result = retention.apply_retention()
+    record_pass("runs.apply_retention", result)
+    return result
