@@ -6,4 +6,4 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the worker's signals: heartbeats, the Run a log line is about.
-        from monitoring import log_context, worker_heartbeat  # noqa: F401
+        from monitoring import log_context, process_signals  # noqa: F401

@@ -1,4 +1,8 @@
-"""Housekeeping jobs say they passed: ``record_pass(name, actions)`` ends each of them."""
+"""Housekeeping jobs say they passed: ``record_pass(name, actions)`` ends each of them.
+
+Beat stamps its own start too (``BEAT_STARTED``): it sends a job first one interval after it
+starts, so a job's freshness counts from its last pass or beat's start, whichever is later.
+"""
 
 from collections.abc import Mapping
 
@@ -7,6 +11,8 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from monitoring.models import HousekeepingActionCount, HousekeepingPass
+
+BEAT_STARTED = "celery.beat:started"
 
 
 def record_pass(job: str, actions: Mapping[str, int] | int | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Each Celery worker stamps a row every ``WORKER_HEARTBEAT_INTERVAL`` seconds while it runs.
+"""Each Celery worker stamps a row every ``WORKER_HEARTBEAT_INTERVAL`` seconds while it runs
+(and beat stamps its start: see ``monitoring.housekeeping``).
 
 Written by a thread of the worker's main process (not a task: a worker whose slots are all
 busy with long Runs is still alive), with the database's clock; removed on a clean shutdown.
@@ -8,7 +9,7 @@ A killed worker's row simply goes stale, which is what ``/healthz`` looks for.
 import logging
 import threading
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import beat_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connection
 from django.db.models.functions import Now
@@ -59,5 +60,17 @@ def _stop_and_forget(sender, **kwargs) -> None:
         WorkerHeartbeat.objects.filter(hostname=sender.hostname).delete()
     except Exception:
         logger.exception("could not remove the worker heartbeat")
+    finally:
+        connection.close()
+
+
+@beat_init.connect
+def _beat_started(sender, **kwargs) -> None:
+    from monitoring.housekeeping import BEAT_STARTED, record_pass
+
+    try:
+        record_pass(BEAT_STARTED)
+    except Exception:  # the database may be away: freshness then counts from older passes
+        logger.exception("could not record beat's start")
     finally:
         connection.close()
