@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "runs",
     "activity",
     "monitoring",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -366,6 +367,36 @@ HEALTH_TIMEOUT = env_float("HEALTH_TIMEOUT", 2.0)
 WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
 # /metrics' queue-wait and duration histograms cover the Runs launched within this window.
 METRICS_WINDOW = env_float("METRICS_WINDOW", 3600.0)
+
+# --- Notifications ----------------------------------------------------------------------------
+# Webhook URLs may use these schemes (plain http only outside production by default); hosts in
+# DATASTORE_DENIED_HOSTS are refused to webhooks too.
+WEBHOOK_ALLOWED_SCHEMES = env_list(
+    "WEBHOOK_ALLOWED_SCHEMES", ["https"] if PRODUCTION else ["https", "http"]
+)
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 5.0)  # seconds per attempt
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "5"))
+# Seconds before the 2nd attempt; doubled before each next one (10, 20, 40, 80 s).
+WEBHOOK_RETRY_BACKOFF = env_float("WEBHOOK_RETRY_BACKOFF", 10.0)
+# Email notifications go out only when an email backend is configured (EMAIL_HOST or
+# EMAIL_BACKEND set).
+MAILERS = {
+    "default": {
+        "BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"),
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": int(os.environ.get("EMAIL_PORT", "25")),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": 10,
+        }
+        if "EMAIL_BACKEND" not in os.environ
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "assay@localhost")
+NOTIFY_BY_EMAIL = bool(os.environ.get("EMAIL_HOST") or os.environ.get("EMAIL_BACKEND"))
 
 # --- Datastores -----------------------------------------------------------------------------
 # Drivers (dialect+driver) datastore URLs may use; empty: every driver Assay has a vetting rule

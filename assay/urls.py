@@ -21,6 +21,7 @@ def build_urlpatterns(admin_url: str) -> list[URLPattern | URLResolver]:
         path("logout/", auth_views.LogoutView.as_view(), name="logout"),
         path("activity/", include("activity.urls")),
         path("datastores/", include("activity.datastore_urls")),
+        path("datastores/", include("notifications.urls")),
         path("teams/", include("accounts.urls")),
         path("", include("datastores.urls")),
         path("api/v1/", api.urls),

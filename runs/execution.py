@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceError, describe_error
+from notifications.events import run_finished
 from runs.logs import append_log
 from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
 from runs.operations import get_operation
@@ -348,6 +349,7 @@ def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
         ctx.update_run(
             status=status, finished_at=timezone.now(), metrics=dict(ctx.metrics), **fields
         )
+        run_finished(ctx.run_id, ctx.datastore.pk)
     return str(status)
 
 

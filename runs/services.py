@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.permissions import datastore_level
 from assay.input_checks import find_nul
 from datastores.models import Datastore
+from notifications.events import run_finished
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.logs import append_log
 from runs.models import (
@@ -310,6 +311,7 @@ def transition(
             RunContainer.objects.filter(
                 run_id=run_id, status__in=ACTIVE_STATUSES
             ).exclude(started_at=None).update(status=to, finished_at=now)
+            run_finished(run_id)
         return bool(won)
 
 

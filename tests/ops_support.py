@@ -81,3 +81,65 @@ def free_port(candidates: range) -> int:
 
 def elapsed(since: float) -> float:
     return time.monotonic() - since
+
+
+class NotifierProcess(WorkerProcess):
+    """A real worker consuming only the notifications queue (the Procfile's ``notifier``)."""
+
+    def start(self, *, concurrency: int = 2) -> NotifierProcess:  # type: ignore[override]
+        self.log_path = self.log_path.with_name("notifier.log")
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "assay", "worker", "-l", "INFO",
+             "-Q", "notifications", "-c", str(concurrency), "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-n", f"notifier-{os.getpid()}@%h"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_for_log("ready.", timeout=60)
+        return self
+
+
+class Receiver:
+    """A local webhook receiver; ``script`` says how it answers each request in turn: an HTTP
+    status, or "hang" (holds the request until ``release()``)."""
+
+    def __init__(self, script: list):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script = script
+        self.requests: list[tuple[float, dict, bytes]] = []
+        self.released = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 -- http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append((time.monotonic(), dict(self.headers), body))
+                action = receiver.script[min(len(receiver.requests), len(receiver.script)) - 1]
+                if action == "hang":
+                    receiver.released.wait(60)
+                    action = 200
+                self.send_response(action)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port(range(55440, 55450))), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def stop(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
