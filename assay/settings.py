@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "ninja",  # serves the API docs page from its packaged static files, not a CDN
     "axes",
     "accounts",
+    "audit",
     "datastores",
     "runs",
     "activity",
@@ -357,6 +358,8 @@ RUN_RETENTION_MAX_PER_PASS = int(os.environ.get("RUN_RETENTION_MAX_PER_PASS", "2
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL},
     "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL},
+    # Runs waiting in line for their datastore whose turn came without a Run ending here.
+    "dispatch-waiting": {"task": "runs.dispatch_waiting", "schedule": RUN_REAPER_INTERVAL},
     "apply-retention": {"task": "runs.apply_retention", "schedule": RUN_RETENTION_INTERVAL},
 }
 

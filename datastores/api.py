@@ -19,9 +19,19 @@ from accounts.permissions import (
     datastore_levels,
     visible_datastore_ids,
 )
-from assay.api_common import ERRORS, BodyId, PathId, Strict
+from assay.api_common import ERRORS, BodyId, PageQuery, PathId, Strict
+from assay.paging import api_page
 from datastores.anomalies import check_spec
-from datastores.models import Check, CheckStatus, Container, Datastore
+from datastores.models import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_RUN_LIMIT,
+    MAX_CONNECTION_LIMIT,
+    MAX_RUN_LIMIT,
+    Check,
+    CheckStatus,
+    Container,
+    Datastore,
+)
 from datastores.quality import describe
 from datastores.services import (
     datastore_create,
@@ -48,10 +58,13 @@ class DatastoreOut(Schema):
     enrichment_connection: str | None = Field(
         description="The enrichment URL without its password; only for Editors and admins."
     )
+    run_limit: int = Field(description="Runs of this datastore running at once; more wait.")
+    connection_limit: int = Field(description="Source connections one Run may hold at once.")
 
 
 class DatastoreList(Schema):
     items: list[DatastoreOut]
+    next_cursor: str | None
 
 
 class DatastoreIn(Strict):
@@ -64,6 +77,8 @@ class DatastoreIn(Strict):
     enrichment_password: str | None = Field(None, max_length=1000, description="Write-only.")
     enrichment_prefix: str = Field("assay", max_length=40)
     teams: list[BodyId] = Field(default_factory=list, max_length=100, description="Team ids")
+    run_limit: int = Field(DEFAULT_RUN_LIMIT, ge=1, le=MAX_RUN_LIMIT)
+    connection_limit: int = Field(DEFAULT_CONNECTION_LIMIT, ge=1, le=MAX_CONNECTION_LIMIT)
 
 
 class DatastoreUpdate(Strict):
@@ -81,6 +96,8 @@ class DatastoreUpdate(Strict):
     enrichment_url: str | None = Field(None, max_length=2000, description='"": unlink.')
     enrichment_password: str | None = Field(None, max_length=1000, description="Write-only.")
     enrichment_prefix: str | None = Field(None, max_length=40)
+    run_limit: int | None = Field(None, ge=1, le=MAX_RUN_LIMIT)
+    connection_limit: int | None = Field(None, ge=1, le=MAX_CONNECTION_LIMIT)
 
 
 class ConnectionTest(Schema):
@@ -112,9 +129,10 @@ class ContainerOut(Schema):
 
 class ContainerList(Schema):
     items: list[ContainerOut]
+    next_cursor: str | None
 
 
-class ContainerFilters(Schema):
+class ContainerFilters(PageQuery):
     name: str | None = Field(None, max_length=255, description="Only the container so named.")
 
 
@@ -130,19 +148,27 @@ def datastore_json(user, datastore: Datastore, level: Level | None) -> dict[str,
         "permission": level.name.lower() if level is not None else None,
         "connection": datastore.display_url if shown else None,
         "enrichment_connection": datastore.display_enrichment_url or None if shown else None,
+        "run_limit": datastore.run_limit,
+        "connection_limit": datastore.connection_limit,
     }
 
 
-@router.get("/datastores", response={200: DatastoreList, **ERRORS})
-def list_datastores(request: HttpRequest):
+@router.get("/datastores", response={200: DatastoreList, **ERRORS},
+            summary="List datastores, newest first, a page at a time")
+def list_datastores(request: HttpRequest, filters: Query[PageQuery]):
     user = request.auth
-    datastores = Datastore.objects.order_by("name")
+    datastores = Datastore.objects.all()
     visible = visible_datastore_ids(user)
     if visible is not None:
         datastores = datastores.filter(pk__in=visible)
-    datastores = list(datastores)
+    datastores, next_cursor = api_page(
+        datastores, kind="datastore", cursor=filters.cursor, limit=filters.limit
+    )
     levels = datastore_levels(user, [d.pk for d in datastores])
-    return {"items": [datastore_json(user, d, levels.get(d.pk)) for d in datastores]}
+    return {
+        "items": [datastore_json(user, d, levels.get(d.pk)) for d in datastores],
+        "next_cursor": next_cursor,
+    }
 
 
 @router.post("/datastores", response={201: DatastoreOut, **ERRORS})
@@ -157,6 +183,8 @@ def create_datastore(request: HttpRequest, body: DatastoreIn):
         team_ids=body.teams,
         password=body.password,
         enrichment_password=body.enrichment_password,
+        run_limit=body.run_limit,
+        connection_limit=body.connection_limit,
     )
     return Status(201, datastore_json(user, datastore, datastore_level(user, datastore.pk)))
 
@@ -216,7 +244,11 @@ def list_containers(
     )
     if filters.name is not None:
         containers = containers.filter(name=filters.name)
+    containers, next_cursor = api_page(
+        containers, kind="container", cursor=filters.cursor, limit=filters.limit
+    )
     return {
+        "next_cursor": next_cursor,
         "items": [
             {
                 "id": container.pk,
@@ -239,6 +271,6 @@ def list_containers(
                     for check in container.active_checks
                 ],
             }
-            for container in containers.order_by("name")
+            for container in containers
         ]
     }

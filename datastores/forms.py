@@ -3,7 +3,13 @@
 from django import forms
 
 from accounts.models import Role, Team, User
-from datastores.models import url_without_password
+from datastores.models import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_RUN_LIMIT,
+    MAX_CONNECTION_LIMIT,
+    MAX_RUN_LIMIT,
+    url_without_password,
+)
 
 URL_HELP = (
     "A SQLAlchemy URL: postgresql://user@host:5432/database, or sqlite:////absolute/path.db "
@@ -16,6 +22,39 @@ class UrlInput(forms.TextInput):
 
     def format_value(self, value):
         return super().format_value(url_without_password(value) if value else value)
+
+
+def grantable_teams(user: User):
+    """Teams the user may grant a datastore to: all for admins; theirs and Public otherwise."""
+    teams = Team.objects.order_by("-is_public", "name")
+    if user.role != Role.ADMIN:
+        teams = teams.filter(members=user) | teams.filter(is_public=True)
+    return teams.distinct()
+
+
+def teams_field(user: User) -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        queryset=grantable_teams(user),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Teams that get this datastore at their level.",
+    )
+
+
+class DatastoreTeamsForm(forms.Form):
+    """The teams holding a datastore. A manager's form lists the teams they may change; the
+    others keep holding it (``datastore_set_teams`` receives them back unchanged)."""
+
+    def __init__(self, *args, user: User, datastore, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["teams"] = teams_field(user)
+        self.fields["teams"].label_from_instance = lambda team: (
+            f"{team.name} ({team.get_level_display()})"
+        )
+        self.kept = list(datastore.teams.exclude(pk__in=self.fields["teams"].queryset.values("pk")))
+
+    def clean_teams(self):
+        return [*self.cleaned_data["teams"], *self.kept]
 
 
 class DatastoreForm(forms.Form):
@@ -44,6 +83,15 @@ class DatastoreForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     enrichment_prefix = forms.CharField(max_length=40, initial="assay")
+    run_limit = forms.IntegerField(
+        label="Runs at once", min_value=1, max_value=MAX_RUN_LIMIT, initial=DEFAULT_RUN_LIMIT,
+        help_text="More Runs of this datastore wait in line, so others get workers too.",
+    )
+    connection_limit = forms.IntegerField(
+        label="Connections per Run", min_value=1, max_value=MAX_CONNECTION_LIMIT,
+        initial=DEFAULT_CONNECTION_LIMIT,
+        help_text="A Scan runs a table's statements side by side on up to this many.",
+    )
 
     def __init__(self, *args, user: User, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -52,15 +100,7 @@ class DatastoreForm(forms.Form):
             self.fields["password"].help_text = keep
             self.fields["enrichment_password"].help_text = keep
         else:
-            teams = Team.objects.order_by("-is_public", "name")
-            if user.role != Role.ADMIN:
-                teams = teams.filter(members=user) | teams.filter(is_public=True)
-            self.fields["teams"] = forms.ModelMultipleChoiceField(
-                queryset=teams.distinct(),
-                required=False,
-                widget=forms.CheckboxSelectMultiple,
-                help_text="Teams that get this datastore at their level.",
-            )
+            self.fields["teams"] = teams_field(user)
 
     def service_arguments(self, *, editing: bool) -> dict:
         data = dict(self.cleaned_data)

@@ -13,10 +13,10 @@ from pydantic import StrictBool, StrictInt, model_validator
 
 from accounts.models import Level, User
 from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
-from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PathId, Strict, utc_filter
-from assay.paging import decode_cursor, encode_cursor
+from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PageQuery, PathId, Strict, utc_filter
+from assay.paging import api_page, decode_cursor, encode_cursor
 from datastores.models import Datastore
-from runs import services
+from runs import fairness, services
 from runs.errors import InvalidInput, NotFound
 from runs.external_scan import (
     CheckOutcome,
@@ -85,6 +85,10 @@ class RunOut(Schema):
     resumed_from: int | None
     rerun_of: int | None
     error: str | None
+    wait_reason: str | None = Field(
+        description='Queued Runs: why and where it waits ("2nd in line for Demo warehouse", '
+        '"waiting for a worker: 14 Runs ahead").'
+    )
     actions: list[Action] = Field(description="The actions the caller may take now.")
 
 
@@ -186,6 +190,7 @@ class ScheduleOut(Schema):
 
 class ScheduleList(Schema):
     items: list[ScheduleOut]
+    next_cursor: str | None
 
 
 class FiringOut(Schema):
@@ -233,8 +238,15 @@ def run_json(run: Run, level: Level | None) -> dict[str, Any]:
         "resumed_from": run.resumed_from_id,
         "rerun_of": run.rerun_of_id,
         "error": run.error or None,
+        "wait_reason": _wait_reason(run),
         "actions": available_actions(run, level),
     }
+
+
+def _wait_reason(run: Run) -> str | None:
+    if not hasattr(run, "wait_reason"):  # a single Run; lists attach theirs in one query
+        fairness.attach_wait_reasons([run])
+    return run.wait_reason or None
 
 
 def _user(request: HttpRequest) -> User:
@@ -287,6 +299,7 @@ def list_runs(request: HttpRequest, filters: Query[RunQuery]):
         limit=filters.limit,
     )
     levels = datastore_levels(user, {run.datastore_id for run in page.items})
+    fairness.attach_wait_reasons(page.items)
     return {
         "items": [run_json(run, levels.get(run.datastore_id)) for run in page.items],
         "next_cursor": encode_cursor("run", page.next_before) if page.next_before else None,
@@ -468,7 +481,7 @@ def schedule_json(schedule: Schedule, visible: set[int] | None) -> dict[str, Any
     }
 
 
-class ScheduleFilters(Schema):
+class ScheduleFilters(PageQuery):
     datastore: list[Id] = Field(default_factory=list)
 
 
@@ -482,12 +495,14 @@ def list_schedules(request: HttpRequest, filters: Query[ScheduleFilters]):
         schedules = schedules.filter(datastore_id__in=visible)
     if filters.datastore:
         schedules = schedules.filter(datastore_id__in=filters.datastore)
-    schedules = list(schedules.order_by("name", "pk"))
+    schedules, next_cursor = api_page(
+        schedules, kind="schedule", cursor=filters.cursor, limit=filters.limit
+    )
     levels = datastore_levels(
         _user(request), {s.destination_datastore_id for s in schedules} - {None}
     )
     seen = None if visible is None else set(levels)
-    return {"items": [schedule_json(s, seen) for s in schedules]}
+    return {"items": [schedule_json(s, seen) for s in schedules], "next_cursor": next_cursor}
 
 
 @router.post("/schedules", response={201: ScheduleOut, **ERRORS}, tags=["schedules"])

@@ -22,15 +22,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import DateTimeField, F, Q, Value
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceError, describe_error
 from notifications.events import run_finished
+from runs import fairness
 from runs.logs import append_log
 from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
 from runs.operations import get_operation
@@ -76,7 +76,7 @@ class RunContext:
     def fenced(self):
         """A transaction that commits only while this worker still owns the Run."""
         with transaction.atomic():
-            self.update_run(heartbeat_at=timezone.now())
+            self.update_run(heartbeat_at=Now())
             yield
 
     # -- abort -------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ class Watchdog(threading.Thread):
                     return
                 try:
                     Run.objects.filter(self.ctx.owned()).update(
-                        heartbeat_at=timezone.now(), metrics=dict(self.ctx.metrics)
+                        heartbeat_at=Now(), metrics=dict(self.ctx.metrics)
                     )
                 except Exception:
                     # A failed beat must not end the heartbeats: the reaper would then declare
@@ -212,18 +212,22 @@ class Watchdog(threading.Thread):
 def claim(run_id: int) -> uuid.UUID | None:
     """queued -> running (or an unclaimed Promote), with a fresh token. None: nothing to do."""
     token = uuid.uuid4()
-    now = timezone.now()
     claimable = Q(status=RunStatus.QUEUED) | Q(
         status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
     )
-    # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
-    # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
-    claimed = Run.objects.filter(claimable, pk=run_id).update(
-        status=RunStatus.RUNNING,
-        worker_token=token,
-        heartbeat_at=now,
-        started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
-    )
+    with transaction.atomic():
+        # Fair sharing (runs.fairness): the datastore's row stays locked until the claim commits.
+        if not fairness.may_start(run_id):
+            return None
+        # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
+        # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
+        # Database time, taken after the lock: started_at follows the order of the claims.
+        claimed = Run.objects.filter(claimable, pk=run_id).update(
+            status=RunStatus.RUNNING,
+            worker_token=token,
+            heartbeat_at=Now(),
+            started_at=Coalesce(F("started_at"), Now()),
+        )
     return token if claimed else None
 
 
@@ -248,6 +252,11 @@ def execute_run(run_id: int) -> str:
     finally:
         watchdog.stop()
         ctx.close()
+        try:
+            fairness.dispatch_line(run.datastore_id)  # its slot is free: the next in line goes
+        except Exception:
+            # The beat's dispatch_waiting sends them a moment later.
+            logger.exception("run %s: could not dispatch the next Runs in line", run_id)
 
 
 def _execute(ctx: RunContext, operation) -> str:
@@ -294,12 +303,11 @@ def _planned_units(ctx: RunContext, operation) -> list[Unit]:
 
 
 def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
-    started = timezone.now()
     if operation.tracks_units:
         with transaction.atomic():
-            ctx.update_run(heartbeat_at=started)
+            ctx.update_run(heartbeat_at=Now())
             RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(
-                status=RunStatus.RUNNING, started_at=started
+                status=RunStatus.RUNNING, started_at=Now()
             )
     error = ""
     try:
@@ -319,12 +327,12 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
         ctx.update_run(
             progress_done=F("progress_done") + 1,
             metrics=dict(ctx.metrics),
-            heartbeat_at=timezone.now(),
+            heartbeat_at=Now(),
         )
         if operation.tracks_units:
             RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(
                 status=RunStatus.FAILURE if error else RunStatus.SUCCESS,
-                finished_at=timezone.now(),
+                finished_at=Now(),
                 metrics=unit_metrics,
                 error=error,
             )
@@ -345,9 +353,9 @@ def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
         # Units cut short end with the Run's own outcome.
         RunContainer.objects.filter(
             run_id=ctx.run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
-        ).exclude(started_at=None).update(status=status, finished_at=timezone.now())
+        ).exclude(started_at=None).update(status=status, finished_at=Now())
         ctx.update_run(
-            status=status, finished_at=timezone.now(), metrics=dict(ctx.metrics), **fields
+            status=status, finished_at=Now(), metrics=dict(ctx.metrics), **fields
         )
         run_finished(ctx.run_id, ctx.datastore.pk)
     return str(status)

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from monitoring.housekeeping import record_pass
-from runs import execution, reaper, retention, schedules
+from runs import execution, fairness, reaper, retention, schedules
 
 
 @shared_task(name="runs.execute_run", ignore_result=True)
@@ -23,6 +23,13 @@ def fire_due_schedules() -> int:
     fired = schedules.fire_due()
     record_pass("runs.fire_due_schedules", {"fired": fired})
     return fired
+
+
+@shared_task(name="runs.dispatch_waiting", ignore_result=True)
+def dispatch_waiting() -> int:
+    dispatched = fairness.dispatch_waiting()
+    record_pass("runs.dispatch_waiting", {"dispatched": dispatched})
+    return dispatched
 
 
 @shared_task(name="runs.apply_retention", ignore_result=True)

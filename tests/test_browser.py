@@ -43,14 +43,14 @@ def open_as(browser, live_server):
     """``open_as(user)`` -> a Page logged in through the login form."""
     contexts = []
 
-    def open_as(user):
+    def open_as(user, password: str = PASSWORD):
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         contexts.append(context)
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm asks first
         page.goto(f"{live_server.url}/login/")
         page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
+        page.fill("#id_password", password)
         page.click("button[type=submit]")
         page.wait_for_url(f"{live_server.url}/activity/")
         return page
