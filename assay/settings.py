@@ -327,6 +327,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Notifications have their own queue and workers (the Procfile's notifier).
+CELERY_TASK_ROUTES = {"notifications.*": {"queue": "notifications"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Run execution (seconds) ----------------------------------------------------------------

@@ -1,14 +1,12 @@
-"""Notification tasks, on their own ``notifications`` queue: a slow or dead receiver never
-holds a worker slot that a Run needs."""
+"""Notification tasks, routed to their own ``notifications`` queue (``CELERY_TASK_ROUTES``): a
+slow or dead receiver never holds a worker slot that a Run needs."""
 
 from celery import shared_task
 
 from notifications import delivery
 
-QUEUE = "notifications"
 
-
-@shared_task(name="notifications.dispatch", ignore_result=True, queue=QUEUE)
+@shared_task(name="notifications.dispatch", ignore_result=True)
 def dispatch(run_id: int) -> int:
     created = delivery.dispatch(run_id)
     for delivery_id in created:
@@ -16,7 +14,7 @@ def dispatch(run_id: int) -> int:
     return len(created)
 
 
-@shared_task(bind=True, name="notifications.deliver", ignore_result=True, queue=QUEUE,
+@shared_task(bind=True, name="notifications.deliver", ignore_result=True,
              max_retries=None)
 def deliver(self, delivery_id: int) -> str:
     outcome = delivery.attempt(delivery_id)
