@@ -83,16 +83,21 @@ def elapsed(since: float) -> float:
     return time.monotonic() - since
 
 
-class NotifierProcess(WorkerProcess):
-    """A real worker consuming only the notifications queue (the Procfile's ``notifier``)."""
+class QueueWorkerProcess(WorkerProcess):
+    """A real worker consuming only ``queue``, like the Procfile's ``housekeeping`` and
+    ``notifier`` processes."""
 
-    def start(self, *, concurrency: int = 2) -> NotifierProcess:  # type: ignore[override]
-        self.log_path = self.log_path.with_name("notifier.log")
+    def __init__(self, tmp_path: Path, queue: str, **kwargs):
+        super().__init__(tmp_path, **kwargs)
+        self.queue = queue
+        self.log_path = self.log_path.with_name(f"{queue}.log")
+
+    def start(self, *, concurrency: int = 2) -> QueueWorkerProcess:  # type: ignore[override]
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "assay", "worker", "-l", "INFO",
-             "-Q", "notifications", "-c", str(concurrency), "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-n", f"notifier-{os.getpid()}@%h"],
+             "-Q", self.queue, "-c", str(concurrency), "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-n", f"{self.queue}-{os.getpid()}@%h"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -15,7 +15,7 @@ from django.test import Client
 from assay.celery import app
 from tests import conftest
 from tests.conftest import wait_for
-from tests.ops_support import BeatProcess, PrivateRedis, elapsed, free_port
+from tests.ops_support import BeatProcess, PrivateRedis, QueueWorkerProcess, elapsed, free_port
 
 INTERVAL = 2.0
 START = 60
@@ -53,6 +53,12 @@ def failing(check: str):
     return predicate
 
 
+def start_housekeeping(tmp_path, env=None) -> QueueWorkerProcess:
+    """The housekeeping worker (its own queue, as in the Procfile)."""
+    return QueueWorkerProcess(tmp_path, "housekeeping",
+                              extra_env={**FAST, **(env or {})}).start(concurrency=1)
+
+
 def start_beat(tmp_path, env=None) -> BeatProcess:
     return BeatProcess(tmp_path, extra_env={**FAST, **(env or {})}).start(
         schedule_file=tmp_path / "beat-schedule"
@@ -68,11 +74,12 @@ def test_healthz_follows_workers_and_housekeeping(worker_process, fast_housekeep
     assert body["checks"]["workers"]["error"] == "No live worker consumes the Runs' queue."
 
     worker = worker_process(env=FAST)
+    housekeeping = start_housekeeping(tmp_path)
     beat = start_beat(tmp_path)
     try:
         wait_for(healthy, timeout=START, interval=0.2, message="never became healthy")
         status, body = probe()
-        assert body["checks"]["workers"] == {"ok": True, "alive": 1}
+        assert body["checks"]["workers"] == {"ok": True, "alive": 1}  # housekeeping's not counted
         assert body["checks"]["housekeeping"] == {"ok": True, "jobs": 2}
 
         # A worker killed outright (no clean shutdown to remove its row) ages out.
@@ -99,6 +106,7 @@ def test_healthz_follows_workers_and_housekeeping(worker_process, fast_housekeep
         wait_for(healthy, timeout=START, interval=0.2, message="not healthy after beat restart")
     finally:
         beat.stop()
+        housekeeping.stop()
 
 
 @pytest.mark.worker
@@ -110,9 +118,10 @@ def test_healthz_follows_the_broker(worker_process, fast_housekeeping, tmp_path,
     monkeypatch.setenv("CELERY_BROKER_URL", broker.url)  # what celery's app.conf reads first
     assert app.conf.broker_url == broker.url
     env = {**FAST, "CELERY_BROKER_URL": broker.url}
-    beat = None
+    beat = housekeeping = None
     try:
         worker_process(env=env)
+        housekeeping = start_housekeeping(tmp_path, env)
         beat = start_beat(tmp_path, env)
         wait_for(healthy, timeout=START, interval=0.2, message="never became healthy")
 
@@ -128,8 +137,9 @@ def test_healthz_follows_the_broker(worker_process, fast_housekeeping, tmp_path,
         broker.start()  # same port: worker and beat reconnect by themselves
         wait_for(healthy, timeout=START, interval=0.2, message="not healthy after broker restart")
     finally:
-        if beat:
-            beat.stop()
+        for process in (beat, housekeeping):
+            if process:
+                process.stop()
         broker.stop()
 
 

@@ -16,7 +16,7 @@ from notifications.services import rule_create
 from runs.models import Run
 from runs.services import run_launch
 from tests.conftest import wait_for
-from tests.ops_support import NotifierProcess, Receiver
+from tests.ops_support import QueueWorkerProcess, Receiver
 from tests.ui_support import client_for, csrf_token, make_run
 
 SECRET = "s3cret-signing-key-of-the-receiver"
@@ -65,7 +65,8 @@ def test_signed_webhook_retried_with_backoff_and_logged(
                 name="on call", events=["failure"], webhook_url=hook.url, webhook_secret=SECRET)
     backoff = 0.5
     worker_process()
-    notifier = NotifierProcess(tmp_path, extra_env={"WEBHOOK_RETRY_BACKOFF": str(backoff)})
+    notifier = QueueWorkerProcess(tmp_path, "notifications",
+                                  extra_env={"WEBHOOK_RETRY_BACKOFF": str(backoff)})
     notifier.start()
     try:
         run = run_launch(user=editor, datastore=datastore, operation="sync", config={})
@@ -107,8 +108,8 @@ def test_hanging_receiver_delays_no_run(worker_process, tmp_path, receiver, edit
     rule_create(user=editor, datastore=failing_datastore(datastore, demo_source_url),
                 name="slow", events=["failure"], webhook_url=hook.url, webhook_secret=SECRET)
     worker_process()
-    notifier = NotifierProcess(tmp_path, extra_env={"WEBHOOK_TIMEOUT": "3",
-                                                    "WEBHOOK_RETRY_BACKOFF": "30"})
+    notifier = QueueWorkerProcess(tmp_path, "notifications",
+                                  extra_env={"WEBHOOK_TIMEOUT": "3", "WEBHOOK_RETRY_BACKOFF": "30"})
     notifier.start()
     try:
         first = run_launch(user=editor, datastore=datastore, operation="sync", config={})
