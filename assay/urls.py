@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.generic import RedirectView
 
+from accounts.views import preferences
 from assay.api import api, unknown_endpoint
 
 handler400 = "assay.views.bad_request"
@@ -19,6 +20,7 @@ def build_urlpatterns(admin_url: str) -> list[URLPattern | URLResolver]:
         path("activity/", include("activity.urls")),
         path("datastores/", include("activity.datastore_urls")),
         path("teams/", include("accounts.urls")),
+        path("preferences/", preferences, name="preferences"),
         path("", include("datastores.urls")),
         path("api/v1/", api.urls),
         re_path(r"^api/", unknown_endpoint),  # JSON, not the HTML 404 page, for API clients

@@ -54,8 +54,8 @@ def authorize_action(user: User, run: Run, action: Action) -> None:
         raise PermissionDenied(f"You need the Editor permission on {run.datastore.name}.")
     if not allowed_in_state(action, status=run.status, operation=run.operation):
         raise ActionNotAllowed(
-            f"{action.label} is not available for a {run.get_status_display()} "
-            f"{run.get_operation_display()} Run."
+            f"{action.label} is not available: Run #{run.pk} ({run.get_operation_display()}) "
+            f"is {run.get_status_display()}."
         )
 
 
@@ -224,12 +224,17 @@ def run_abort(*, run: Run, user: User) -> Run:
     return run
 
 
+def unfinished_units(run: Run) -> list[RunContainer] | None:
+    """The units a Resume of ``run`` would process (None: the Run did not plan units)."""
+    if run.progress_total is None:
+        return None
+    return list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
+
+
 def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
     """A new Run over the original's units that did not finish; the original is untouched."""
     authorize_action(user, run, Action.RESUME)
-    units = None
-    if run.progress_total is not None:
-        units = list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
+    units = unfinished_units(run)
     return run_launch(
         user=user, datastore=run.datastore, operation=run.operation, config=run.config,
         via=via, destination=run.destination_datastore, resumed_from=run, units=units,
@@ -269,6 +274,48 @@ def run_delete(*, run: Run, user: User) -> None:
         if not deleted:
             transaction.set_rollback(True)
             raise NotFound("Run not found.")
+
+
+# -- bulk ------------------------------------------------------------------------------------
+class BulkOutcome:
+    """What happened to one Run of a bulk action, as the result summary words it."""
+
+    ABORTED = "aborted"
+    STOPPING = "stopping (abort requested, the worker lands it)"
+    DELETED = "deleted"
+    ALREADY_ENDED = "already finished"
+    STILL_ACTIVE = "still active (not deleted)"
+    NOT_ALLOWED = "not allowed (Editor permission needed)"
+    GONE = "no longer there"
+
+
+BULK_ACTIONS = (Action.ABORT, Action.DELETE)
+
+
+def run_bulk(*, user: User, action: Action, runs: list[Run]) -> dict[str, list[int]]:
+    """Abort or Delete each Run through the same service as one at a time (so the policy
+    table decides for each), and say per Run what happened: {outcome: [run ids]}."""
+    if action not in BULK_ACTIONS:
+        raise ActionNotAllowed(f"{action.label} is not offered for several Runs at once.")
+    outcomes: dict[str, list[int]] = {}
+    for run in runs:
+        outcomes.setdefault(_bulk_one(user, action, run), []).append(run.pk)
+    return outcomes
+
+
+def _bulk_one(user: User, action: Action, run: Run) -> str:
+    try:
+        if action == Action.ABORT:
+            ended = run_abort(run=run, user=user).status == RunStatus.ABORTED
+            return BulkOutcome.ABORTED if ended else BulkOutcome.STOPPING
+        run_delete(run=run, user=user)
+        return BulkOutcome.DELETED
+    except PermissionDenied:
+        return BulkOutcome.NOT_ALLOWED
+    except NotFound:
+        return BulkOutcome.GONE
+    except ActionNotAllowed:
+        return BulkOutcome.ALREADY_ENDED if action == Action.ABORT else BulkOutcome.STILL_ACTIVE
 
 
 # -- transitions -------------------------------------------------------------------------------
