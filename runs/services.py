@@ -300,7 +300,8 @@ def run_bulk(*, user: User, action: Action, runs: list[Run]) -> dict[str, list[i
     outcomes: dict[str, list[int]] = {}
     for run in runs:
         outcomes.setdefault(_bulk_one(user, action, run), []).append(run.pk)
-    return outcomes
+    order = list(vars(BulkOutcome).values())  # the summary reads in the class's order
+    return {key: sorted(outcomes[key]) for key in sorted(outcomes, key=order.index)}
 
 
 def _bulk_one(user: User, action: Action, run: Run) -> str:
