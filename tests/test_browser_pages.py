@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -153,7 +152,7 @@ def test_no_page_scrolls_sideways_from_360_to_1440_px(log_in, live_server, site,
             logout = page.locator(".usermenu button:has-text('Log out')")
             expect(logout).to_be_visible()
             box = logout.bounding_box()
-            assert 0 <= box["x"] and box["x"] + box["width"] <= width, (persona, width)
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (persona, width)
             if overflow(page) > 0:
                 wide.append((persona, width, "/activity/ expanded, menu open", overflow(page)))
     assert wide == [], f"pages wider than the window: {wide}"
@@ -202,3 +201,115 @@ def test_no_serious_accessibility_violations_on_any_page(log_in, live_server, si
             }""")
             found += [(persona, path, violation) for violation in results]
     assert found == []
+
+
+def test_keyboard_only_from_activity_to_an_aborted_run(log_in, live_server, datastore, editor):
+    for _ in range(3):
+        make_run(datastore, status="success")
+    run = make_run(datastore, status="queued", user=editor)
+    page = log_in(editor)
+    page.goto(f"{live_server.url}/activity/")
+    presses = 0
+
+    def press(key: str) -> None:
+        nonlocal presses
+        presses += 1
+        page.keyboard.press(key)
+
+    # Skip link, into the list, past the row's toggle (and its bulk checkbox) to the Run's link.
+    while presses < 10 and not page.evaluate(
+            f"() => document.activeElement.matches('#run-{run.pk} a.run-id')"):
+        press("Tab")
+        if page.evaluate("() => document.activeElement.matches('a.skip[href=\"#runs\"]')"):
+            press("Enter")
+    assert page.evaluate(f"() => document.activeElement.matches('#run-{run.pk} a.run-id')"), \
+        f"the first Run was not reached in {presses} presses"
+    # The focused element is visibly outlined.
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", "")
+    press("Enter")
+    page.wait_for_url(f"{live_server.url}/activity/runs/{run.pk}/")
+    for _ in range(30):  # Tab to the Abort button
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.matches('button.act-abort')"):
+            break
+    page.keyboard.press("Enter")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("partial results are kept and the Run lands on Aborted")
+    assert page.evaluate("() => document.activeElement.id") == "confirm-dialog-yes"
+    page.keyboard.press("Enter")
+    expect(page.locator("#run-live .badge")).to_have_text("Aborted")
+    assert Run.objects.get(pk=run.pk).status == "aborted"
+
+
+def test_heatmap_is_one_tab_stop_with_arrow_keys(log_in, live_server, datastore, editor):
+    make_run(datastore, status="success")
+    page = log_in(editor)
+    grid = page.locator("[role=grid]")
+    assert grid.locator("a[tabindex='0']").count() == 1
+    assert grid.locator("a[tabindex='-1']").count() >= 77
+    today = grid.locator("a[tabindex='0']")
+    today.focus()
+    before = today.get_attribute("aria-label")
+    page.keyboard.press("ArrowLeft")  # a week earlier
+    moved = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+    assert moved != before and moved.endswith(
+        (dt.date.fromisoformat(before[-10:]) - dt.timedelta(days=7)).isoformat())
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"date_from="))
+    expect(page.locator(".heat-title")).to_contain_text("all days")
+
+
+def test_dialog_carries_the_confirmation_pages_explanation(log_in, live_server, datastore,
+                                                          editor):
+    run = make_run(datastore, status="aborted", user=editor, progress_total=15, progress_done=5,
+                   progress_unit="Tables",
+                   units=[(f"orders_{i:02d}", "success" if i < 5 else "queued", {})
+                          for i in range(15)])
+    page = log_in(editor)
+    page.click(f"#run-{run.pk}-line button.act-delete")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("Anomalies, profiles, checks and written tables stay.")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert Run.objects.filter(pk=run.pk).exists()
+    page.click(f"#run-{run.pk}-line button.act-resume")
+    expect(dialog).to_contain_text("10 of 15 tables remain: orders_05, orders_06")
+    expect(page.locator("#confirm-dialog-yes")).to_have_text("Resume")
+    page.click("#confirm-dialog-yes")
+    page.wait_for_url(re.compile(r"/activity/runs/\d+/$"))
+    assert Run.objects.filter(resumed_from=run).count() == 1
+
+
+def test_a_viewers_open_activity_shows_a_new_run_without_reload(log_in, live_server, datastore,
+                                                                editor, viewer):
+    Container.objects.create(datastore=datastore, name="orders", kind="table")
+    make_run(datastore, status="success")
+    watcher = log_in(viewer)
+    watcher.evaluate("() => { window.sameDocument = true; }")
+    launcher = log_in(editor)
+    launcher.goto(f"{live_server.url}/datastores/{datastore.pk}/launch/sync/")
+    launcher.click("button:has-text('Launch Sync')")
+    launcher.wait_for_url(re.compile(r"/activity/runs/\d+/$"))
+    launched = int(re.search(r"/runs/(\d+)/$", launcher.url).group(1))
+    started = time.monotonic()
+    expect(watcher.locator("#run-rows .run").first).to_have_attribute(
+        "id", f"run-{launched}", timeout=3_000)
+    assert time.monotonic() - started <= 3.0
+    assert watcher.evaluate("() => window.sameDocument") is True  # no reload
+
+
+def test_bulk_abort_in_the_browser(log_in, live_server, datastore, editor):
+    queued = [make_run(datastore, status="queued") for _ in range(3)]
+    finished = make_run(datastore, status="success")
+    page = log_in(editor)
+    page.check("#select-matching")
+    page.click("button:has-text('Abort selected')")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("3 will be aborted")
+    expect(dialog).to_contain_text("1 already finished")
+    page.click("#confirm-dialog-yes")
+    expect(page.locator(".messages")).to_contain_text("Abort: 3 aborted, 1 already finished.")
+    assert {r.status for r in Run.objects.filter(pk__in=[r.pk for r in queued])} == {"aborted"}
+    assert Run.objects.get(pk=finished.pk).status == "success"

@@ -187,7 +187,7 @@
     event.preventDefault();
     var submitter = event.submitter;
     var data = new FormData(form, submitter);
-    explain(form.action, { method: "POST", body: data,
+    explain(form.getAttribute("action"), { method: "POST", body: data,
       headers: { "X-CSRFToken": data.get("csrfmiddlewaretoken") } }).then(function (body) {
       var hasRuns = !body.querySelector(".nothing");
       var label = body.querySelector("h1").textContent.replace("?", "").trim();
