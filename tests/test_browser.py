@@ -40,11 +40,12 @@ def browser():
 
 @pytest.fixture
 def open_as(browser, live_server):
-    """``open_as(user)`` -> a Page logged in through the login form."""
+    """``open_as(user, width=1280, **context_options)`` -> a Page logged in through the login
+    form, in a new browser context of that width."""
     contexts = []
 
-    def open_as(user):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def open_as(user, width: int = 1280, **options):
+        context = browser.new_context(viewport={"width": width, "height": 900}, **options)
         contexts.append(context)
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm asks first

@@ -21,7 +21,7 @@ from runs.models import Run
 from tests.conftest import ROOT
 from tests.databases import run_now, sync_catalogue
 from tests.factories import DatastoreFactory, TeamFactory
-from tests.test_browser import CHROMIUM_ARGS, PASSWORD, browser  # noqa: F401 -- fixture
+from tests.test_browser import browser, open_as  # noqa: F401 -- fixtures
 from tests.ui_support import make_run
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -105,24 +105,8 @@ def site(datastore, editor, viewer, admin, demo_source_url):
 
 
 @pytest.fixture
-def log_in(browser, live_server):  # noqa: F811
-    """``log_in(user, width)`` -> a Page of a new context of that width, logged in."""
-    contexts = []
-
-    def log_in(user, width: int = 1280, **options):
-        context = browser.new_context(viewport={"width": width, "height": 900}, **options)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(f"{live_server.url}/login/")
-        page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/activity/")
-        return page
-
-    yield log_in
-    for context in contexts:
-        context.close()
+def log_in(open_as):  # noqa: F811
+    return open_as
 
 
 def overflow(page) -> int:
@@ -200,7 +184,7 @@ def test_no_serious_accessibility_violations_on_any_page(log_in, live_server, si
                                                       .join(' | '));
             }""")
             found += [(persona, path, violation) for violation in results]
-    assert found == []
+    assert found == [], "\n".join(map(str, found))
 
 
 def test_keyboard_only_from_activity_to_an_aborted_run(log_in, live_server, datastore, editor):

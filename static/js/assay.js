@@ -243,6 +243,7 @@
 
   // -- a searchable container picker over a <select multiple data-picker> ----------------------
   function initPicker(select) {
+    if (!select.options.length) return;  // nothing catalogued: the help says to Sync first
     var picker = document.createElement("div");
     picker.className = "picker";
     var search = document.createElement("input");
