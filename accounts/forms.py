@@ -3,7 +3,7 @@ from functools import cache
 
 from django import forms
 
-from accounts.models import Level, Team, User
+from accounts.models import Level, Role, Team, User
 from datastores.models import Datastore
 
 
@@ -43,3 +43,29 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["time_zone"].choices = time_zone_choices()
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="To recognise it later, e.g. the pipeline "
+                           "that uses it.")
+    expires_on = forms.DateField(
+        required=False, label="Expires on",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional. The token stops working at 00:00 UTC that day.",
+    )
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    password = forms.CharField(
+        required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label="Initial password",
+        help_text="Leave empty to get a one-time link with which the user sets it.",
+    )
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

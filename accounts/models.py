@@ -1,9 +1,10 @@
 import hashlib
 import secrets
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -22,10 +23,20 @@ class Level(models.IntegerChoices):
     EDITOR = 50, "Editor"
 
 
+class AssayUserManager(UserManager):
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
+        # A Django superuser who is a plain member in Assay would reach the Django admin
+        # and be refused every Assay administration page.
+        extra_fields.setdefault("role", Role.ADMIN)
+        return super().create_superuser(username, email, password, **extra_fields)
+
+
 class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     # IANA name; every page shows times in it (see assay.middleware.user_time_zone).
     time_zone = models.CharField(max_length=64, default="UTC")
+
+    objects = AssayUserManager()
 
     class Meta:
         constraints = [
@@ -75,8 +86,16 @@ class ApiToken(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: never
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     PREFIX = "assay_"
+
+    class Meta:
+        ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -85,11 +104,22 @@ class ApiToken(models.Model):
     def hash_key(key: str) -> str:
         return hashlib.sha256(key.encode()).hexdigest()
 
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if self.is_expired else "active"
+
     @classmethod
-    def issue(cls, *, user: User, name: str) -> tuple["ApiToken", str]:
+    def issue(cls, *, user: User, name: str, expires_at=None) -> tuple["ApiToken", str]:
         """Create a token and return it with its clear-text key (shown once, never stored)."""
         key = cls.PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(
-            user=user, name=name, prefix=key[: len(cls.PREFIX) + 4], key_hash=cls.hash_key(key)
+            user=user, name=name, prefix=key[: len(cls.PREFIX) + 4], key_hash=cls.hash_key(key),
+            expires_at=expires_at,
         )
         return token, key

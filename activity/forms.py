@@ -44,6 +44,10 @@ class ActivityFilterForm(forms.Form):
         required=False, min_value=1, max_value=2**62, label="Run id",
         widget=forms.NumberInput(attrs={"placeholder": "#", "class": "narrow"}),
     )
+    # Set by the Schedules page's link to a schedule's Runs.
+    schedule = forms.IntegerField(
+        required=False, min_value=1, max_value=2**62, widget=forms.HiddenInput
+    )
 
     def __init__(self, data, *, datastores):
         super().__init__(data)
@@ -85,6 +89,7 @@ class ActivityFilterForm(forms.Form):
             if date_to and date_to < dt.date.max
             else None,
             run_id=data["run"],
+            schedule_id=data["schedule"],
         )
 
 

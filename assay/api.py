@@ -91,7 +91,10 @@ def error_response(
 
 @api.exception_handler(RunServiceError)
 def _service_error(request: HttpRequest, exc: RunServiceError) -> HttpResponse:
-    return error_response(request, exc.status_code, exc.detail, exc.code, exc.errors)
+    response = error_response(request, exc.status_code, exc.detail, exc.code, exc.errors)
+    if exc.status_code == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="assay"'
+    return response
 
 
 # Names of the view parameters that wrap a whole body or query schema (see the routers).

@@ -43,3 +43,10 @@ def utc_filter(value: datetime | None, name: str) -> datetime | None:
         raise InvalidInput(
             f"{name} is out of range.", errors={name: ["Out of range."]}
         ) from None
+
+
+class PageQuery(Schema):
+    """``cursor`` and ``limit`` of a paged list (``next_cursor`` of the previous page)."""
+
+    cursor: str | None = Field(None, max_length=100)
+    limit: int = Field(50, ge=1, le=100)

@@ -73,3 +73,11 @@ def decode_cursor(kind: str, cursor: str) -> int:
     if match is None or int(match.group(1)) > MAX_ID:
         raise InvalidCursor("Invalid cursor: pass next_cursor from a previous page as is.")
     return int(match.group(1))
+
+
+def api_page(
+    rows: QuerySet, *, kind: str, cursor: str | None, limit: int
+) -> tuple[list, str | None]:
+    """One page of an API list (newest first) and the cursor of the next, or None."""
+    page = keyset_page(rows, before=decode_cursor(kind, cursor) if cursor else None, limit=limit)
+    return page.items, encode_cursor(kind, page.next_before) if page.next_before else None

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "ninja",  # serves the API docs page from its packaged static files, not a CDN
     "axes",
     "accounts",
+    "audit",
     "datastores",
     "runs",
     "activity",

@@ -21,6 +21,19 @@ def build_urlpatterns(admin_url: str) -> list[URLPattern | URLResolver]:
         path("datastores/", include("activity.datastore_urls")),
         path("teams/", include("accounts.urls")),
         path("preferences/", preferences, name="preferences"),
+        path("users/", include("accounts.user_urls")),
+        path("account/", include("accounts.profile_urls")),
+        path(
+            "set-password/<uidb64>/<token>/",
+            auth_views.PasswordResetConfirmView.as_view(
+                success_url="/set-password/done/", reset_url_token="set"
+            ),
+            name="set-password",
+        ),
+        path("set-password/done/", auth_views.PasswordResetCompleteView.as_view(),
+             name="password_reset_complete"),
+        path("audit/", include("audit.urls")),
+        path("schedules/", include("runs.schedule_urls")),
         path("", include("datastores.urls")),
         path("api/v1/", api.urls),
         re_path(r"^api/", unknown_endpoint),  # JSON, not the HTML 404 page, for API clients

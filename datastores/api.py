@@ -19,7 +19,8 @@ from accounts.permissions import (
     datastore_levels,
     visible_datastore_ids,
 )
-from assay.api_common import ERRORS, BodyId, PathId, Strict
+from assay.api_common import ERRORS, BodyId, PageQuery, PathId, Strict
+from assay.paging import api_page
 from datastores.anomalies import check_spec
 from datastores.models import Check, CheckStatus, Container, Datastore
 from datastores.quality import describe
@@ -52,6 +53,7 @@ class DatastoreOut(Schema):
 
 class DatastoreList(Schema):
     items: list[DatastoreOut]
+    next_cursor: str | None
 
 
 class DatastoreIn(Strict):
@@ -112,9 +114,10 @@ class ContainerOut(Schema):
 
 class ContainerList(Schema):
     items: list[ContainerOut]
+    next_cursor: str | None
 
 
-class ContainerFilters(Schema):
+class ContainerFilters(PageQuery):
     name: str | None = Field(None, max_length=255, description="Only the container so named.")
 
 
@@ -133,16 +136,22 @@ def datastore_json(user, datastore: Datastore, level: Level | None) -> dict[str,
     }
 
 
-@router.get("/datastores", response={200: DatastoreList, **ERRORS})
-def list_datastores(request: HttpRequest):
+@router.get("/datastores", response={200: DatastoreList, **ERRORS},
+            summary="List datastores, newest first, a page at a time")
+def list_datastores(request: HttpRequest, filters: Query[PageQuery]):
     user = request.auth
-    datastores = Datastore.objects.order_by("name")
+    datastores = Datastore.objects.all()
     visible = visible_datastore_ids(user)
     if visible is not None:
         datastores = datastores.filter(pk__in=visible)
-    datastores = list(datastores)
+    datastores, next_cursor = api_page(
+        datastores, kind="datastore", cursor=filters.cursor, limit=filters.limit
+    )
     levels = datastore_levels(user, [d.pk for d in datastores])
-    return {"items": [datastore_json(user, d, levels.get(d.pk)) for d in datastores]}
+    return {
+        "items": [datastore_json(user, d, levels.get(d.pk)) for d in datastores],
+        "next_cursor": next_cursor,
+    }
 
 
 @router.post("/datastores", response={201: DatastoreOut, **ERRORS})
@@ -216,7 +225,11 @@ def list_containers(
     )
     if filters.name is not None:
         containers = containers.filter(name=filters.name)
+    containers, next_cursor = api_page(
+        containers, kind="container", cursor=filters.cursor, limit=filters.limit
+    )
     return {
+        "next_cursor": next_cursor,
         "items": [
             {
                 "id": container.pk,
@@ -239,6 +252,6 @@ def list_containers(
                     for check in container.active_checks
                 ],
             }
-            for container in containers.order_by("name")
+            for container in containers
         ]
     }

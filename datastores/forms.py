@@ -18,6 +18,39 @@ class UrlInput(forms.TextInput):
         return super().format_value(url_without_password(value) if value else value)
 
 
+def grantable_teams(user: User):
+    """Teams the user may grant a datastore to: all for admins; theirs and Public otherwise."""
+    teams = Team.objects.order_by("-is_public", "name")
+    if user.role != Role.ADMIN:
+        teams = teams.filter(members=user) | teams.filter(is_public=True)
+    return teams.distinct()
+
+
+def teams_field(user: User) -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        queryset=grantable_teams(user),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Teams that get this datastore at their level.",
+    )
+
+
+class DatastoreTeamsForm(forms.Form):
+    """The teams holding a datastore. A manager's form lists the teams they may change; the
+    others keep holding it (``datastore_set_teams`` receives them back unchanged)."""
+
+    def __init__(self, *args, user: User, datastore, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["teams"] = teams_field(user)
+        self.fields["teams"].label_from_instance = lambda team: (
+            f"{team.name} ({team.get_level_display()})"
+        )
+        self.kept = list(datastore.teams.exclude(pk__in=self.fields["teams"].queryset.values("pk")))
+
+    def clean_teams(self):
+        return [*self.cleaned_data["teams"], *self.kept]
+
+
 class DatastoreForm(forms.Form):
     name = forms.CharField(max_length=100)
     source_url = forms.CharField(
@@ -52,15 +85,7 @@ class DatastoreForm(forms.Form):
             self.fields["password"].help_text = keep
             self.fields["enrichment_password"].help_text = keep
         else:
-            teams = Team.objects.order_by("-is_public", "name")
-            if user.role != Role.ADMIN:
-                teams = teams.filter(members=user) | teams.filter(is_public=True)
-            self.fields["teams"] = forms.ModelMultipleChoiceField(
-                queryset=teams.distinct(),
-                required=False,
-                widget=forms.CheckboxSelectMultiple,
-                help_text="Teams that get this datastore at their level.",
-            )
+            self.fields["teams"] = teams_field(user)
 
     def service_arguments(self, *, editing: bool) -> dict:
         data = dict(self.cleaned_data)

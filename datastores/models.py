@@ -35,6 +35,11 @@ def encrypted_url(column: str, *, dialect_field: str | None = None) -> property:
     return property(get, set_)
 
 
+class LiveDatastores(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class Datastore(models.Model):
     """A source database reachable through a SQLAlchemy URL.
 
@@ -44,7 +49,7 @@ class Datastore(models.Model):
     those who may see connection details, and ``dialect`` to everyone else.
     """
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
     source_url_encrypted = models.TextField()
     enrichment_url_encrypted = models.TextField(blank=True, default="")
     # The source's kind ("sqlite", "postgresql"), kept in clear: all a Reporter may know of it.
@@ -54,9 +59,25 @@ class Datastore(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by ``datastore_delete``: the row stays, without credentials, catalogue or grants,
+    # so that the Runs on it remain readable audit records naming it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    # The default manager (also behind every related manager) knows only
+    # live datastores; a Run reaches its deleted datastore through the base manager.
+    all_objects = models.Manager()
+    objects = LiveDatastores()
 
     class Meta:
         ordering = ["name"]
+        base_manager_name = "all_objects"
+        default_manager_name = "objects"
+        constraints = [
+            # A deleted datastore's name may be taken again.
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(deleted_at__isnull=True), name="datastore_name_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -11,14 +11,18 @@ import re
 
 import sqlalchemy as sa
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from accounts.models import Role, Team, User
+from accounts.models import Level, Role, Team, User
 from accounts.permissions import can_create_datastore, can_edit_datastore, datastore_level
+from audit.models import AuditAction
+from audit.services import record
 from datastores import url_policy
 from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceUnavailable, describe_error
 from datastores.url_policy import UrlRefused
-from runs.errors import InvalidInput, NotFound, PermissionDenied
+from runs.errors import ActionNotAllowed, InvalidInput, NotFound, PermissionDenied
 
 PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 KEEP = None  # a password argument left out: keep the stored one (if the server is the same)
@@ -69,6 +73,10 @@ def datastore_create(
                 created_by=user,
             )
             datastore.teams.add(*teams)
+            record(user, AuditAction.DATASTORE_CREATED, datastore, None, datastore_state(datastore))
+            for team in teams:
+                record(user, AuditAction.DATASTORE_GRANTED, datastore, None,
+                       {"team": team.name, "level": Level(team.level).label})
     except IntegrityError:  # another request took the name since the check above
         raise _name_taken(name) from None
     return datastore
@@ -92,6 +100,7 @@ def datastore_update(
     ``""`` removes it. An empty ``enrichment_url`` unlinks the enrichment datastore.
     """
     authorize_datastore_edit(user, datastore)
+    before = datastore_state(datastore)
     errors: dict[str, list[str]] = {}
     if name is not None:
         name = _valid_name(name, errors, exclude=datastore.pk)
@@ -120,9 +129,96 @@ def datastore_update(
     try:
         with transaction.atomic():
             datastore.save()
+            after = datastore_state(datastore)
+            if after != before:
+                record(user, AuditAction.DATASTORE_CHANGED, datastore, before, after)
     except IntegrityError:
         raise _name_taken(datastore.name) from None
     return datastore
+
+
+def datastore_state(datastore: Datastore) -> dict:
+    """What an audit record keeps of a datastore: never a password, and a marker of whether
+    one is stored (so a changed password shows as a change)."""
+    from datastores.models import mask_url
+
+    def secret(url: str) -> str:
+        try:
+            fingerprint = url_policy.parse(url).password if url else None
+        except UrlRefused:
+            fingerprint = None
+        return "set" if fingerprint else "none"
+
+    return {
+        "name": datastore.name,
+        "source": mask_url(datastore.source_url) if datastore.source_url else "",
+        "source_password": secret(datastore.source_url),
+        "enrichment": mask_url(datastore.enrichment_url) if datastore.enrichment_url else "",
+        "enrichment_password": secret(datastore.enrichment_url),
+        "enrichment_prefix": datastore.enrichment_prefix,
+    }
+
+
+def datastore_delete(*, user: User, datastore: Datastore) -> None:
+    """Remove the datastore from the catalogue; keep its Runs as audit records.
+
+    Its containers (fields, profiles, checks, anomalies), schedules, team grants and stored
+    credentials go. The row itself stays, marked deleted, so that its Runs, and other
+    datastores' Promote Runs into it, still name it. Refused while a Run on it is active:
+    a worker must not lose its datastore under it.
+    """
+    from runs.models import Run, Schedule
+
+    authorize_datastore_edit(user, datastore)
+    with transaction.atomic():
+        locked = Datastore.objects.select_for_update().filter(pk=datastore.pk).first()
+        if locked is None:
+            raise NotFound("Datastore not found.")
+        active = Run.objects.active().filter(
+            Q(datastore=datastore) | Q(destination_datastore=datastore)
+        )
+        if active.exists():
+            raise ActionNotAllowed(
+                f"{datastore.name} has active Runs: abort them or let them finish first."
+            )
+        before = {
+            **datastore_state(datastore),
+            "teams": sorted(datastore.teams.values_list("name", flat=True)),
+            "containers": datastore.containers.count(),
+            "runs": Run.objects.filter(datastore=datastore).count(),
+        }
+        Schedule.objects.filter(
+            Q(datastore=datastore) | Q(destination_datastore=datastore)
+        ).delete()
+        datastore.containers.all().delete()
+        datastore.teams.clear()
+        datastore.source_url = ""
+        datastore.enrichment_url = ""
+        datastore.deleted_at = timezone.now()
+        datastore.save()
+        record(user, AuditAction.DATASTORE_DELETED, datastore, before, None)
+
+
+def datastore_set_teams(*, user: User, datastore: Datastore, teams: list[Team]) -> None:
+    """The teams holding the datastore, exactly. Managers may grant and revoke only teams
+    they belong to (and Public), as when creating it."""
+    authorize_datastore_edit(user, datastore)
+    held = {team.pk: team for team in datastore.teams.all()}
+    wanted = {team.pk: team for team in teams}
+    if user.role != Role.ADMIN:
+        mine = set(user.teams.values_list("pk", flat=True))
+        changed = (held.keys() ^ wanted.keys())
+        if any(pk not in mine and not (held.get(pk) or wanted[pk]).is_public for pk in changed):
+            message = "You may only grant a datastore to teams you belong to."
+            raise InvalidInput(message, errors={"teams": [message]})
+    with transaction.atomic():
+        datastore.teams.set(list(wanted.values()))
+        for pk in sorted(wanted.keys() - held.keys()):
+            record(user, AuditAction.DATASTORE_GRANTED, datastore, None,
+                   {"team": wanted[pk].name, "level": Level(wanted[pk].level).label})
+        for pk in sorted(held.keys() - wanted.keys()):
+            record(user, AuditAction.DATASTORE_REVOKED, datastore,
+                   {"team": held[pk].name, "level": Level(held[pk].level).label}, None)
 
 
 def datastore_test_connection(*, user: User, datastore: Datastore) -> str:

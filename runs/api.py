@@ -13,8 +13,8 @@ from pydantic import StrictBool, StrictInt, model_validator
 
 from accounts.models import Level, User
 from accounts.permissions import datastore_level, datastore_levels, visible_datastore_ids
-from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PathId, Strict, utc_filter
-from assay.paging import decode_cursor, encode_cursor
+from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PageQuery, PathId, Strict, utc_filter
+from assay.paging import api_page, decode_cursor, encode_cursor
 from datastores.models import Datastore
 from runs import services
 from runs.errors import InvalidInput, NotFound
@@ -186,6 +186,7 @@ class ScheduleOut(Schema):
 
 class ScheduleList(Schema):
     items: list[ScheduleOut]
+    next_cursor: str | None
 
 
 class FiringOut(Schema):
@@ -468,7 +469,7 @@ def schedule_json(schedule: Schedule, visible: set[int] | None) -> dict[str, Any
     }
 
 
-class ScheduleFilters(Schema):
+class ScheduleFilters(PageQuery):
     datastore: list[Id] = Field(default_factory=list)
 
 
@@ -482,12 +483,14 @@ def list_schedules(request: HttpRequest, filters: Query[ScheduleFilters]):
         schedules = schedules.filter(datastore_id__in=visible)
     if filters.datastore:
         schedules = schedules.filter(datastore_id__in=filters.datastore)
-    schedules = list(schedules.order_by("name", "pk"))
+    schedules, next_cursor = api_page(
+        schedules, kind="schedule", cursor=filters.cursor, limit=filters.limit
+    )
     levels = datastore_levels(
         _user(request), {s.destination_datastore_id for s in schedules} - {None}
     )
     seen = None if visible is None else set(levels)
-    return {"items": [schedule_json(s, seen) for s in schedules]}
+    return {"items": [schedule_json(s, seen) for s in schedules], "next_cursor": next_cursor}
 
 
 @router.post("/schedules", response={201: ScheduleOut, **ERRORS}, tags=["schedules"])

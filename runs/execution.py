@@ -22,9 +22,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import DateTimeField, F, Q, Value
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -75,7 +74,7 @@ class RunContext:
     def fenced(self):
         """A transaction that commits only while this worker still owns the Run."""
         with transaction.atomic():
-            self.update_run(heartbeat_at=timezone.now())
+            self.update_run(heartbeat_at=Now())
             yield
 
     # -- abort -------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ class Watchdog(threading.Thread):
                     return
                 try:
                     Run.objects.filter(self.ctx.owned()).update(
-                        heartbeat_at=timezone.now(), metrics=dict(self.ctx.metrics)
+                        heartbeat_at=Now(), metrics=dict(self.ctx.metrics)
                     )
                 except Exception:
                     # A failed beat must not end the heartbeats: the reaper would then declare
@@ -211,7 +210,6 @@ class Watchdog(threading.Thread):
 def claim(run_id: int) -> uuid.UUID | None:
     """queued -> running (or an unclaimed Promote), with a fresh token. None: nothing to do."""
     token = uuid.uuid4()
-    now = timezone.now()
     claimable = Q(status=RunStatus.QUEUED) | Q(
         status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
     )
@@ -220,8 +218,8 @@ def claim(run_id: int) -> uuid.UUID | None:
     claimed = Run.objects.filter(claimable, pk=run_id).update(
         status=RunStatus.RUNNING,
         worker_token=token,
-        heartbeat_at=now,
-        started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
+        heartbeat_at=Now(),
+        started_at=Coalesce(F("started_at"), Now()),
     )
     return token if claimed else None
 
@@ -293,12 +291,11 @@ def _planned_units(ctx: RunContext, operation) -> list[Unit]:
 
 
 def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
-    started = timezone.now()
     if operation.tracks_units:
         with transaction.atomic():
-            ctx.update_run(heartbeat_at=started)
+            ctx.update_run(heartbeat_at=Now())
             RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(
-                status=RunStatus.RUNNING, started_at=started
+                status=RunStatus.RUNNING, started_at=Now()
             )
     error = ""
     try:
@@ -318,12 +315,12 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
         ctx.update_run(
             progress_done=F("progress_done") + 1,
             metrics=dict(ctx.metrics),
-            heartbeat_at=timezone.now(),
+            heartbeat_at=Now(),
         )
         if operation.tracks_units:
             RunContainer.objects.filter(run_id=ctx.run_id, name=unit.name).update(
                 status=RunStatus.FAILURE if error else RunStatus.SUCCESS,
-                finished_at=timezone.now(),
+                finished_at=Now(),
                 metrics=unit_metrics,
                 error=error,
             )
@@ -344,9 +341,9 @@ def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
         # Units cut short end with the Run's own outcome.
         RunContainer.objects.filter(
             run_id=ctx.run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
-        ).exclude(started_at=None).update(status=status, finished_at=timezone.now())
+        ).exclude(started_at=None).update(status=status, finished_at=Now())
         ctx.update_run(
-            status=status, finished_at=timezone.now(), metrics=dict(ctx.metrics), **fields
+            status=status, finished_at=Now(), metrics=dict(ctx.metrics), **fields
         )
     return str(status)
 

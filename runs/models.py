@@ -61,12 +61,15 @@ class Run(models.Model):
 
     operation = models.CharField(max_length=16, choices=Operation.choices)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # PROTECT: Runs are audit records. A datastore is deleted by ``datastore_delete``, which
+    # keeps its row (marked deleted) so that its Runs, and other datastores' Promote Runs
+    # into it, still show its name.
     datastore = models.ForeignKey(
-        "datastores.Datastore", on_delete=models.CASCADE, related_name="runs"
+        "datastores.Datastore", on_delete=models.PROTECT, related_name="runs"
     )
     # Promote only: where checks are copied to.
     destination_datastore = models.ForeignKey(
-        "datastores.Datastore", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        "datastores.Datastore", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     config = models.JSONField(default=dict)
 
@@ -96,6 +99,8 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     worker_token = models.UUIDField(null=True, blank=True)
+    # How many times the execute message was sent: re-sends back off with it.
+    send_count = models.PositiveSmallIntegerField(db_default=0)
 
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
@@ -143,6 +148,11 @@ class Run(models.Model):
             models.CheckConstraint(
                 condition=~Q(operation="promote") | Q(destination_datastore__isnull=False),
                 name="run_promote_has_destination",
+            ),
+            # A Run is resumed at most once: concurrent Resumes create exactly one new Run.
+            models.UniqueConstraint(
+                fields=["resumed_from"], condition=Q(resumed_from__isnull=False),
+                name="run_resumed_once",
             ),
         ]
         indexes = [
@@ -198,8 +208,22 @@ class Run(models.Model):
         if self.triggered_by_kind == ActorKind.USER and self.triggered_by_user:
             return self.triggered_by_user.display_name
         if self.triggered_by_kind == ActorKind.SCHEDULE:
-            return self.schedule.name if self.schedule_id and self.schedule else "Schedule"
+            schedule = self.schedule_or_none
+            if schedule is not None:
+                return schedule.name
+            return f"Schedule #{self.schedule_id} (deleted)" if self.schedule_id else "Schedule"
         return "System"
+
+    @property
+    def schedule_or_none(self):
+        """The schedule that launched it, or None once that schedule was deleted (the Run
+        keeps its id: no FK constraint)."""
+        if not self.schedule_id:
+            return None
+        try:
+            return self.schedule
+        except Schedule.DoesNotExist:
+            return None
 
     @property
     def aborted_by_name(self) -> str:
@@ -213,7 +237,9 @@ class Run(models.Model):
 class RunContainer(models.Model):
     """Per-unit progress of a Run: a container, or a check for Promote."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="units")
+    # Deleted by a database trigger after their Run: rows of a finished Run may be touched by
+    # nothing else, so Django must not delete them before the Run (migration 0005).
+    run = models.ForeignKey(Run, on_delete=models.DO_NOTHING, related_name="units")
     name = models.CharField(max_length=255)
     container = models.ForeignKey(
         "datastores.Container", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -250,7 +276,8 @@ class LogLevel(models.TextChoices):
 class RunLogEntry(models.Model):
     """One log line. Readers page with ``id > cursor``; ids only grow."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_entries")
+    # Deleted with their Run by a database trigger, as units are.
+    run = models.ForeignKey(Run, on_delete=models.DO_NOTHING, related_name="log_entries")
     container = models.CharField(max_length=255, blank=True, default="")
     level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
     message = models.TextField()

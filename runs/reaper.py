@@ -1,27 +1,25 @@
 """Beat-driven housekeeping of active Runs. Every decision is a compare-and-set that re-checks
 its own condition, so a worker that heartbeats or finishes in the meantime wins."""
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
+from django.db.models.functions import Now
 
+from runs.dbtime import ago
 from runs.models import ActorKind, LogLevel, Run, RunStatus
 from runs.services import enqueue, transition
 
 
 def reap() -> dict[str, int]:
-    now = timezone.now()
     return {
-        "lost": _fail_lost_workers(now),
-        "aborted": _finalise_unacknowledged_aborts(now),
-        "requeued": _requeue_lost_messages(now),
+        "lost": _fail_lost_workers(),
+        "aborted": _finalise_unacknowledged_aborts(),
+        "requeued": _requeue_lost_messages(),
     }
 
 
-def _fail_lost_workers(now) -> int:
-    stale = now - timedelta(seconds=settings.RUN_HEARTBEAT_STALE_AFTER)
+def _fail_lost_workers() -> int:
+    stale = ago(settings.RUN_HEARTBEAT_STALE_AFTER)
     lost = Q(status=RunStatus.RUNNING, worker_token__isnull=False, heartbeat_at__lt=stale)
     count = 0
     for run_id in Run.objects.filter(lost).values_list("pk", flat=True):
@@ -38,8 +36,8 @@ def _fail_lost_workers(now) -> int:
     return count
 
 
-def _finalise_unacknowledged_aborts(now) -> int:
-    grace = now - timedelta(seconds=settings.RUN_ABORT_GRACE)
+def _finalise_unacknowledged_aborts() -> int:
+    grace = ago(settings.RUN_ABORT_GRACE)
     pending = Q(status=RunStatus.RUNNING, abort_requested_at__lt=grace)
     count = 0
     for run_id, user_id in Run.objects.filter(pending).values_list("pk", "abort_requested_by"):
@@ -59,12 +57,12 @@ def _finalise_unacknowledged_aborts(now) -> int:
     return count
 
 
-def _requeue_lost_messages(now) -> int:
+def _requeue_lost_messages() -> int:
     """A Run nobody claimed for a while has probably lost its message: send it again.
 
     Sending twice is safe: the claim lets one delivery through and the others exit.
     """
-    cutoff = now - timedelta(seconds=settings.RUN_REQUEUE_AFTER)
+    cutoff = ago(settings.RUN_REQUEUE_AFTER)
     unclaimed = Q(worker_token=None, enqueued_at__lt=cutoff) & (
         Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, operation="promote")
     )
@@ -72,7 +70,7 @@ def _requeue_lost_messages(now) -> int:
     count = 0
     for run_id in ids:
         # A worker may claim it (or a user abort it) between the read and this update.
-        if Run.objects.filter(unclaimed, pk=run_id).update(enqueued_at=now):
+        if Run.objects.filter(unclaimed, pk=run_id).update(enqueued_at=Now()):
             enqueue(run_id)
             count += 1
     return count

@@ -9,6 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.models import AuditAction
+from audit.services import record
 from datastores.models import Datastore
 from runs.errors import InvalidConfig, InvalidInput, NotFound, PermissionDenied, RunServiceError
 from runs.models import FiringOutcome, Operation, Schedule, ScheduleFiring, Via
@@ -147,24 +149,35 @@ def _record_failure(
         ScheduleFiring.objects.create(
             schedule=schedule, due_at=schedule.next_fire_at, outcome=outcome, reason=reason
         )
+        if disable:
+            record(None, AuditAction.SCHEDULE_DISABLED, schedule, {"enabled": True},
+                   {"enabled": False, "reason": reason[:500]})
     if disable:
         logger.warning("schedule %s disabled: %s", schedule.pk, reason)
     return outcome
 
 
 # -- writes ------------------------------------------------------------------------------------
-def schedule_create(
-    *,
-    user: User,
-    name: str,
-    datastore: Datastore,
-    operation: str,
-    cron: str,
-    config: dict[str, Any] | None = None,
-    destination: Datastore | None = None,
-    enabled: bool = True,
-) -> Schedule:
-    """A schedule needs what launching needs: editor on the datastore (and destination)."""
+def schedule_state(schedule: Schedule) -> dict[str, Any]:
+    """What an audit record keeps of a schedule."""
+    return {
+        "name": schedule.name,
+        "datastore": schedule.datastore.name,
+        "destination": schedule.destination_datastore.name
+        if schedule.destination_datastore_id else None,
+        "operation": schedule.operation,
+        "cron": schedule.cron,
+        "config": schedule.config,
+        "enabled": schedule.enabled,
+        "owner": schedule.created_by.username if schedule.created_by_id else None,
+    }
+
+
+def _validated(
+    *, user: User, name: str, datastore: Datastore, operation: str, cron: str,
+    config: dict[str, Any] | None, destination: Datastore | None,
+) -> tuple[str, str, dict[str, Any], datetime]:
+    """(name, cron, clean config, next firing) when ``user`` may schedule this; or raises."""
     from runs.services import (
         authorize_datastore,
         refuse_destination_unless_promote,
@@ -188,25 +201,124 @@ def schedule_create(
             "Promote needs a destination datastore.",
             errors={"destination_datastore": ["This field is required."]},
         )
-    now = timezone.now()
     try:
-        next_at = next_fire_time(cron, now)
+        next_at = next_fire_time(cron, timezone.now())
     except InvalidCron as exc:
         raise InvalidConfig(str(exc), errors={"cron": [str(exc)]}) from None
     clean = validate_config(
         operation=operation, config=config, datastore=datastore, destination=destination
     )
-    return Schedule.objects.create(
-        name=name,
-        datastore=datastore,
-        destination_datastore=destination,
-        operation=operation,
-        cron=cron.strip(),
-        config=clean,
-        enabled=enabled,
-        created_by=user,
-        next_fire_at=next_at if enabled else None,
+    return name, cron.strip(), clean, next_at
+
+
+def schedule_create(
+    *,
+    user: User,
+    name: str,
+    datastore: Datastore,
+    operation: str,
+    cron: str,
+    config: dict[str, Any] | None = None,
+    destination: Datastore | None = None,
+    enabled: bool = True,
+) -> Schedule:
+    """A schedule needs what launching needs: editor on the datastore (and destination)."""
+    name, cron, clean, next_at = _validated(
+        user=user, name=name, datastore=datastore, operation=operation, cron=cron,
+        config=config, destination=destination,
     )
+    with transaction.atomic():
+        schedule = Schedule.objects.create(
+            name=name,
+            datastore=datastore,
+            destination_datastore=destination,
+            operation=operation,
+            cron=cron,
+            config=clean,
+            enabled=enabled,
+            created_by=user,
+            next_fire_at=next_at if enabled else None,
+        )
+        record(user, AuditAction.SCHEDULE_CREATED, schedule, None, schedule_state(schedule))
+    return schedule
+
+
+def schedule_update(
+    *,
+    schedule: Schedule,
+    user: User,
+    name: str,
+    operation: str,
+    cron: str,
+    config: dict[str, Any] | None = None,
+    destination: Datastore | None = None,
+) -> Schedule:
+    """Change what and when; the editor becomes the owner (firings launch as them from now)."""
+    from runs.services import authorize_datastore
+
+    authorize_datastore(user, schedule.datastore)
+    before = schedule_state(schedule)
+    name, cron, clean, next_at = _validated(
+        user=user, name=name, datastore=schedule.datastore, operation=operation, cron=cron,
+        config=config, destination=destination,
+    )
+    schedule.name, schedule.operation, schedule.cron, schedule.config = (
+        name, operation, cron, clean
+    )
+    schedule.destination_datastore = destination
+    schedule.created_by = user
+    if schedule.enabled:
+        schedule.next_fire_at = next_at
+    with transaction.atomic():
+        schedule.save()
+        record(user, AuditAction.SCHEDULE_CHANGED, schedule, before, schedule_state(schedule))
+    return schedule
+
+
+def schedule_set_enabled(*, schedule: Schedule, user: User, enabled: bool) -> Schedule:
+    """Enabling re-checks the owner's right to launch (who may have lost it since) and
+    counts the next firing from now: missed firings are not caught up."""
+    from runs.services import authorize_datastore
+
+    authorize_datastore(user, schedule.datastore)
+    if enabled == schedule.enabled:
+        return schedule
+    if enabled:
+        refusal = owner_refusal(schedule)
+        if refusal:
+            raise InvalidInput(
+                f"{refusal} Edit the schedule to make it yours, then enable it."
+            )
+        schedule.next_fire_at = next_fire_time(schedule.cron, timezone.now())
+        schedule.disabled_reason = ""
+    else:
+        schedule.next_fire_at = None
+    schedule.enabled = enabled
+    with transaction.atomic():
+        schedule.save(update_fields=["enabled", "next_fire_at", "disabled_reason"])
+        record(user, AuditAction.SCHEDULE_ENABLED if enabled else AuditAction.SCHEDULE_DISABLED,
+               schedule, {"enabled": not enabled}, {"enabled": enabled})
+    return schedule
+
+
+def recheck_owner_schedules(owner: User) -> list[Schedule]:
+    """Disable, now, the enabled schedules ``owner`` may no longer launch; return them.
+
+    Called when the owner loses rights (deactivation), so a schedule shows why it stopped at
+    once instead of at its next firing.
+    """
+    disabled = []
+    schedules = Schedule.objects.filter(created_by=owner, enabled=True).select_related(
+        "datastore", "destination_datastore", "created_by"
+    )
+    for schedule in schedules:
+        reason = owner_refusal(schedule)
+        if reason and Schedule.objects.filter(pk=schedule.pk, enabled=True).update(
+            enabled=False, disabled_reason=reason[:500], next_fire_at=None
+        ):
+            schedule.enabled, schedule.disabled_reason = False, reason[:500]
+            disabled.append(schedule)
+    return disabled
 
 
 def schedule_delete(*, schedule: Schedule, user: User) -> None:
@@ -214,4 +326,6 @@ def schedule_delete(*, schedule: Schedule, user: User) -> None:
     from runs.services import authorize_datastore
 
     authorize_datastore(user, schedule.datastore)
-    schedule.delete()
+    with transaction.atomic():
+        record(user, AuditAction.SCHEDULE_DELETED, schedule, schedule_state(schedule), None)
+        schedule.delete()

@@ -40,6 +40,7 @@ class RunFilters:
     created_after: dt.datetime | None = None  # inclusive
     created_before: dt.datetime | None = None  # exclusive
     run_id: int | None = None
+    schedule_id: int | None = None  # the Runs one schedule launched (it may be deleted)
     # ``triggered_by`` resolved to user and schedule ids (see ``resolved``).
     by_user_ids: tuple[int, ...] | None = None
     by_schedule_ids: tuple[int, ...] | None = None
@@ -79,6 +80,8 @@ class RunFilters:
         runs = _any_of(runs, "datastore_id", self.datastores)
         runs = _any_of(runs, "operation", self.operations)
         runs = _any_of(runs, "status", self.statuses)
+        if self.schedule_id is not None:
+            runs = runs.filter(triggered_by_kind=ActorKind.SCHEDULE, schedule_id=self.schedule_id)
         if self.trigger:
             runs = runs.filter(triggered_by_kind=self.trigger)
         if self.triggered_by:

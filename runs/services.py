@@ -6,13 +6,16 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.db.models.functions import Now
 from pydantic import ValidationError
 
 from accounts.models import User
 from accounts.permissions import datastore_level
 from assay.input_checks import find_nul
+from audit.models import AuditAction
+from audit.services import record
 from datastores.models import Datastore
+from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
 from runs.logs import append_log
 from runs.models import (
@@ -40,7 +43,7 @@ def authorize_datastore(user: User, datastore: Datastore, *, what: str = "Datast
     user cannot see (its name, whether it exists) leaks.
     """
     level = datastore_level(user, datastore.pk)
-    if level is None:
+    if level is None or datastore.deleted_at is not None:
         raise NotFound(f"{what} not found.")
     if not level_allows(level):
         raise PermissionDenied(f"You need the Editor permission on {datastore.name}.")
@@ -153,7 +156,7 @@ def run_launch(
 
 def _create_run(*, operation, datastore, destination, config, user, via, schedule=None,
                 resumed_from=None, rerun_of=None, units: list[RunContainer] | None = None) -> Run:
-    now = timezone.now()
+    now = db_now()
     # Promote starts directly in running; External Scan is running while results arrive.
     starts_running = operation in (Operation.PROMOTE, Operation.EXTERNAL_SCAN)
     with transaction.atomic():
@@ -199,8 +202,7 @@ def enqueue(run_id: int) -> None:
 def run_abort(*, run: Run, user: User) -> Run:
     """Queued: aborted at once. Running: flag it; the worker (or the reaper) lands it."""
     authorize_action(user, run, Action.ABORT)
-    now = timezone.now()
-    who = {"abort_requested_at": now, "abort_requested_by": user}
+    who = {"abort_requested_at": Now(), "abort_requested_by": user}
     # Nobody owns a queued Run, nor a running one without a worker (External Scan, an
     # unclaimed Promote): those land on aborted immediately.
     unowned = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, worker_token=None)
@@ -274,6 +276,11 @@ def run_delete(*, run: Run, user: User) -> None:
         if not deleted:
             transaction.set_rollback(True)
             raise NotFound("Run not found.")
+        record(user, AuditAction.RUN_DELETED, run, {
+            "operation": run.operation, "status": run.status, "datastore": run.datastore.name,
+            "triggered_by": run.triggered_by_name,
+            "created_at": run.created_at.isoformat(),
+        }, None, object_name=f"#{run.pk} {run.get_operation_display()}")
 
 
 # -- bulk ------------------------------------------------------------------------------------
@@ -342,17 +349,17 @@ def transition(
             if not Run.objects.select_for_update().filter(where, pk=run_id).exists():
                 return False
             append_log(run_id, log, level=level, final=True)
-        now = timezone.now()
-        extra = {"finished_at": now} if to in TERMINAL_STATUSES else {}
+        extra = {"finished_at": Now()} if to in TERMINAL_STATUSES else {}
+        if to in TERMINAL_STATUSES:
+            # Units the Run had started end with its outcome, as when its worker ends it;
+            # otherwise a Run the reaper ended would show a unit "running" for ever. Before the
+            # Run's own UPDATE: the units of a terminal Run are frozen (trigger).
+            RunContainer.objects.filter(
+                run_id=run_id, status__in=ACTIVE_STATUSES
+            ).exclude(started_at=None).update(status=to, finished_at=Now())
         won = Run.objects.filter(where, pk=run_id).update(status=to, **extra, **(fields or {}))
         if not won:
             transaction.set_rollback(True)
-        elif to in TERMINAL_STATUSES:
-            # Units the Run had started end with its outcome, as when its worker ends it;
-            # otherwise a Run the reaper ended would show a unit "running" for ever.
-            RunContainer.objects.filter(
-                run_id=run_id, status__in=ACTIVE_STATUSES
-            ).exclude(started_at=None).update(status=to, finished_at=now)
         return bool(won)
 
 

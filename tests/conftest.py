@@ -42,6 +42,26 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _flush_runs_first():
+    """Empty runs_run before the other tables when a transactional test flushes SQLite.
+
+    The database refuses to delete a finished Run's log lines and units while the Run exists
+    (migration runs.0005); deleting the Run takes them with it. Django flushes SQLite with one
+    DELETE per table in set order (PostgreSQL's TRUNCATE fires no row trigger).
+    """
+    from django.core.management.commands import flush
+
+    original = flush.sql_flush
+
+    def runs_first(*args, **kwargs):
+        return sorted(original(*args, **kwargs), key=lambda sql: '"runs_run";' not in sql)
+
+    flush.sql_flush = runs_first
+    yield
+    flush.sql_flush = original
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache: rolled-back ids come back in the next test."""
@@ -255,3 +275,40 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.05, message: str 
         if time.monotonic() > deadline:
             raise AssertionError(message or f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+# -- the append-only audit log in tests that commit ------------------------------------------
+SQLITE_AUDIT_TRIGGERS = ("audit_event_no_update", "audit_event_no_delete")
+
+
+@pytest.fixture(autouse=True)
+def _empty_audit_log_after_committed_tests(request):
+    """Tests that commit (live server, real worker) end with Django emptying every table.
+
+    On SQLite that is a DELETE, which the audit log's trigger refuses, as it should; so the
+    triggers are set aside for that cleanup only, and put back exactly as the migration made
+    them. (PostgreSQL empties tables with TRUNCATE, which row triggers do not see.)
+    """
+    marker = request.node.get_closest_marker("django_db")
+    commits = bool(marker and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if not commits:
+        yield
+        return
+    # Set up before (so torn down after) this fixture: the cleanup below runs first.
+    request.getfixturevalue("_django_db_helper")
+    yield
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN (%s, %s)",
+            SQLITE_AUDIT_TRIGGERS,
+        )
+        triggers = cursor.fetchall()
+        for name, _ in triggers:
+            cursor.execute(f"DROP TRIGGER {name}")
+        cursor.execute("DELETE FROM audit_auditevent")
+        for _, sql in triggers:
+            cursor.execute(sql)

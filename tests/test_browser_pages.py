@@ -58,6 +58,15 @@ PAGES = [
     ("/teams/", ("admin",)),
     ("/teams/{team}/", ("admin",)),
     ("/preferences/", ("viewer",)),
+    ("/account/", ("admin", "viewer")),
+    ("/users/", ("admin",)),
+    ("/users/{editor}/", ("admin",)),
+    ("/audit/", ("admin",)),
+    ("/schedules/", ("admin", "editor")),
+    ("/schedules/new/", ("editor",)),
+    ("/datastores/{ds}/access/", ("admin",)),
+    ("/datastores/{ds}/teams/", ("admin",)),
+    ("/datastores/{long}/delete/", ("admin",)),
     ("/activity/runs/999999/", ("viewer",)),  # the 404 page
 ]
 
@@ -97,7 +106,7 @@ def site(datastore, editor, viewer, admin, demo_source_url):
     make_run(long, status="success", user=editor, operation="sync")
     return {
         "ds": datastore.pk, "long": long.pk, "scan": scan.pk, "running": running.pk,
-        "aborted": aborted.pk, "team": team.pk,
+        "aborted": aborted.pk, "team": team.pk, "editor": editor.pk,
         "container": Container.objects.filter(datastore=datastore).order_by("pk")[0].pk,
         "check": Check.objects.filter(container__datastore=datastore).order_by("pk")[0].pk,
         "anomaly": Anomaly.objects.order_by("pk")[0].pk,

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from datastores.models import Anomaly, Check, Container
@@ -473,3 +474,19 @@ def test_reaper_never_touches_a_run_that_heartbeats_in_time(datastore, settings)
     Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=29))
     assert reap()["lost"] == 0
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+
+@pytest.mark.parametrize("skew_s", [-40, 40])
+def test_host_clocks_do_not_matter_to_liveness(datastore, skew_s, monkeypatch):
+    """Heartbeats are written, and staleness judged, with the database's clock: a worker or a
+    reaper whose host clock is 40 s off neither fails a healthy Run nor spares a lost one."""
+    skewed = timezone.now() + timedelta(seconds=skew_s)
+    monkeypatch.setattr(timezone, "now", lambda: skewed)
+    run, token = running_run(datastore)
+    with RunContext(Run.objects.get(pk=run.pk), token, OperationConfig()).fenced():
+        pass  # a heartbeat, written by the skewed host
+    assert reap()["lost"] == 0
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=Now() - timedelta(seconds=31))
+    assert reap()["lost"] == 1
+    assert Run.objects.get(pk=run.pk).status == RunStatus.FAILURE

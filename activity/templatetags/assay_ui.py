@@ -428,3 +428,14 @@ def link(name: str, *args):
     resolver each time, those links were a third of a 25-row page's rendering.
     """
     return _url_format(name, len(args)).format(*(int(arg) for arg in args))
+
+
+@register.filter
+def audit_json(value) -> str:
+    """An audit record's before/after, compact: ``key: value`` pairs."""
+    if isinstance(value, dict):
+        return "; ".join(
+            f"{key}: {item if isinstance(item, str) else json.dumps(item)}"
+            for key, item in value.items()
+        )
+    return json.dumps(value)

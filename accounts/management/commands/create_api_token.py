@@ -1,8 +1,13 @@
 """Issue an API token for a user and print its key (the only time it is ever shown)."""
 
-from django.core.management.base import BaseCommand, CommandError
+from datetime import timedelta
 
-from accounts.models import ApiToken, User
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.tokens import token_create
+from runs.errors import InvalidInput
 
 
 class Command(BaseCommand):
@@ -11,18 +16,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", default="cli", help="a label to recognise the token by")
+        parser.add_argument("--expires-days", type=int, default=None,
+                            help="the token stops working after this many days")
 
-    def handle(self, *args, username: str, name: str, **options):
+    def handle(self, *args, username: str, name: str, expires_days: int | None, **options):
         user = User.objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"No user named {username!r}.")
-        if not user.is_active:
-            raise CommandError(f"User {username!r} is deactivated.")
-        name = name.strip()
-        if not name or len(name) > 100:
-            raise CommandError("--name must be 1 to 100 characters.")
-        _, key = ApiToken.issue(user=user, name=name)
+        if expires_days is not None and not 1 <= expires_days <= 3650:
+            raise CommandError("--expires-days must be 1 to 3650.")
+        expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+        try:
+            _, key = token_create(actor=None, user=user, name=name, expires_at=expires_at)
+        except InvalidInput as exc:
+            raise CommandError(exc.detail) from None
         self.stderr.write(
-            f"Token {name!r} for {username}. Store it now: only its hash is kept."
+            f"Token {name.strip()!r} for {username}. Store it now: only its hash is kept."
         )
         self.stdout.write(key)

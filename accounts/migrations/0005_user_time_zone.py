@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_public_team'),
+        ('accounts', '0004_token_expiry_revocation_admin_superusers'),
     ]
 
     operations = [
