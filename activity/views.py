@@ -128,15 +128,20 @@ def bulk_action(request):
     back = _safe_next(request) or reverse("activity:list")
     stores = list(selectors.visible_datastores(request.user))
     everything = request.POST.get("all") == "1"
+    invalid_filters = False
     if everything:
         form, _ = _filter_form(request, request.POST, stores)
-        runs, capped = selectors.bulk_runs(
-            request.user, ids=None, filters=form.filters().resolved(), stores=stores)
+        filters = form.filters().resolved()
+        # An ignored filter widens the list: "every matching Run" must not mean more than asked.
+        invalid_filters = bool(form.errors)
+        runs, capped = ([], False) if invalid_filters else selectors.bulk_runs(
+            request.user, ids=None, filters=filters, stores=stores)
     else:
         ids = [int(v) for v in request.POST.getlist("run") if v.isdigit() and int(v) < 2**62]
         runs, capped = selectors.bulk_runs(request.user, ids=ids, filters=None, stores=stores)
     if request.POST.get("confirmed") != "1" or not runs:
         context = {"action": action, "runs": runs, "capped": capped, "everything": everything,
+                   "invalid_filters": invalid_filters,
                    "plan": selectors.bulk_plan(request.user, action, runs), "next_url": back}
         template = "activity/bulk_confirm.html"
         if request.htmx:

@@ -65,7 +65,6 @@ PAGES = [
     ("/schedules/", ("admin", "editor")),
     ("/schedules/new/", ("editor",)),
     ("/datastores/{ds}/access/", ("admin",)),
-    ("/datastores/{ds}/teams/", ("admin",)),
     ("/datastores/{long}/delete/", ("admin",)),
     ("/activity/runs/999999/", ("viewer",)),  # the 404 page
 ]

@@ -61,6 +61,16 @@ def test_bulk_abort_of_50_runs_in_mixed_states(datastore, editor):
     assert re.search(rf"aborted: [#\d, ]*#{first_queued}\b", page)
 
 
+def test_every_matching_run_needs_valid_filters(datastore, editor):
+    make_run(datastore, status="queued")
+    client = client_for(editor, csrf=True)
+    response = client.post("/activity/bulk/", {
+        "csrfmiddlewaretoken": csrf_token(client, "/activity/"), "action": "abort", "all": "1",
+        "status": "exploded", "confirmed": "1"})
+    assert "Some filters are not valid" in text(response)
+    assert not Run.objects.filter(status="aborted").exists()
+
+
 def test_bulk_delete_of_selected_rows_keeps_active_runs(datastore, editor):
     done = make_run(datastore, status="success")
     failed = make_run(datastore, status="failure")
