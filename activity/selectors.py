@@ -26,7 +26,16 @@ from accounts.permissions import (
 from assay.paging import Page
 from datastores.models import Container, Datastore
 from datastores.selectors import failed_checks_by_unit
-from runs.models import ACTIVE_STATUSES, Operation, Run, RunContainer, RunDeletion, RunLogEntry
+from runs import fairness
+from runs.models import (
+    ACTIVE_STATUSES,
+    Operation,
+    Run,
+    RunContainer,
+    RunDeletion,
+    RunLogEntry,
+    RunStatus,
+)
 from runs.policy import Action, allowed_in_state, available_actions, level_allows
 from runs.selectors import RunFilters, day_start, runs_for, visible_runs
 from runs.selectors import run_page as shared_run_page
@@ -169,6 +178,9 @@ def state_version(row) -> str:
             "" if total is None else str(total),
             str(get("log_lines")),
             "1" if get("abort_requested_at") else "0",
+            # Set by live_state, attach_wait_reasons (runs.fairness) for queued Runs.
+            (row.get("wait_reason") if isinstance(row, dict) else getattr(row, "wait_reason", ""))
+            or "",
         ]
     )
 
@@ -187,7 +199,13 @@ def live_state(user: User, run_id: int) -> dict | None:
             [run_id, *params],
         )
         row = cursor.fetchone()
-    return dict(zip(LIVE_FIELDS, row, strict=True)) if row else None
+    if row is None:
+        return None
+    state = dict(zip(LIVE_FIELDS, row, strict=True))
+    if state["status"] == RunStatus.QUEUED:
+        # Its place in line moves while its own row stays the same.
+        state["wait_reason"] = fairness.wait_reasons([run_id]).get(run_id, "")
+    return state
 
 
 # -- logs --------------------------------------------------------------------------------------

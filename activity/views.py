@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.permissions import can_create_datastore
 from datastores.models import Datastore
-from runs import errors, services
+from runs import errors, fairness, services
 from runs.logs import log_download_response
 from runs.models import Operation, RunStatus, Via
 from runs.operations import get_operation
@@ -55,6 +55,7 @@ def activity_list(request, datastore_id: int | None = None):
     before = _positive_int(request.GET, "before")
     page = selectors.run_page(request.user, filters, before=before, stores=stores)
     selectors.attach_actions(request.user, page.items)
+    fairness.attach_wait_reasons(page.items)
     paged = "before" in request.GET
     filter_params = [(name, value) for name, value in form.data.items()
                      if name in form.fields and value]
@@ -101,6 +102,7 @@ def new_runs(request):
     filters = form.filters().resolved()
     runs = selectors.runs_after(request.user, filters, after, stores=stores)
     selectors.attach_actions(request.user, runs)
+    fairness.attach_wait_reasons(runs)
     filter_params = [(name, value) for name, value in request.GET.items()
                      if name in form.fields and value]
     return render(request, "activity/activity.html#new-runs", {
@@ -170,6 +172,7 @@ def run_line(request, run_id: int):
         return HttpResponse(status=NO_CHANGE)
     run = selectors.visible_run(request.user, run_id)
     selectors.attach_actions(request.user, [run])
+    fairness.attach_wait_reasons([run])
     return render(request, "activity/activity.html#run-line",
                   {"run": run, "next_url": _htmx_page(request)})
 
@@ -184,6 +187,7 @@ def run_more(request, run_id: int):
     if request.GET.get("v") == selectors.state_version(state):
         return HttpResponse(status=NO_CHANGE)
     run = selectors.visible_run(request.user, run_id)
+    fairness.attach_wait_reasons([run])
     return render(request, "activity/activity.html#run-more", {
         "run": run,
         "units": selectors.unit_results(run),
@@ -197,6 +201,7 @@ def run_more(request, run_id: int):
 def run_detail(request, run_id: int):
     run = selectors.with_actions(request.user, selectors.visible_run(request.user, run_id,
                                                                      detail=True))
+    fairness.attach_wait_reasons([run])
     lines = selectors.log_tail(run.pk, lines=selectors.LOG_PAGE_LINES)
     return render(request, "activity/run_detail.html", {
         "run": run,
@@ -221,6 +226,7 @@ def run_live(request, run_id: int):
         return HttpResponse(status=NO_CHANGE)
     run = selectors.with_actions(request.user, selectors.visible_run(request.user, run_id,
                                                                      detail=True))
+    fairness.attach_wait_reasons([run])
     return render(request, "activity/run_detail.html#live-update", {
         "run": run, "units": selectors.unit_results(run), "next_url": _htmx_page(request),
     })

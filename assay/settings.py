@@ -299,10 +299,58 @@ RUN_LOG_MAX_LINES = int(os.environ.get("RUN_LOG_MAX_LINES", "5000"))
 # user's Abort, web requests) get the single write lock between units instead of starving.
 RUN_SQLITE_WRITER_PAUSE = env_float("RUN_SQLITE_WRITER_PAUSE", 0.001)
 RUN_SCHEDULE_INTERVAL = env_float("RUN_SCHEDULE_INTERVAL", 30.0)
+# A Run in which at least this share of its units failed ends Failure (1.0: only when every
+# unit failed; 0.5: when half of them did).
+RUN_FAILED_UNITS_SHARE = env_float("RUN_FAILED_UNITS_SHARE", 1.0)
+# Web requests and housekeeping wait at most this long for a Run's row lock (PostgreSQL), then
+# answer 503 / skip the Run until the next pass.
+RUN_LOCK_TIMEOUT = env_float("RUN_LOCK_TIMEOUT", 0.5)
 
+# At most this many unclaimed Runs are looked at (oldest first) per reaper pass.
+RUN_REQUEUE_BATCH = int(os.environ.get("RUN_REQUEUE_BATCH", "500"))
+# An External Scan that received no results for this long ends Failure ("abandoned").
+RUN_EXTERNAL_SCAN_ABANDON_AFTER = env_float("RUN_EXTERNAL_SCAN_ABANDON_AFTER", 3600.0)
+# Per-operation time limits (seconds since the Run started), e.g. "scan=7200,profile=3600";
+# a running Run past its limit ends Failure, by System.
+RUN_TIME_LIMITS = {
+    operation: float(limit)
+    for operation, _, limit in (
+        item.partition("=") for item in env_list("RUN_TIME_LIMITS", [
+            "sync=3600", "profile=21600", "scan=21600", "export=21600", "materialize=21600",
+            "promote=3600",
+        ])
+    )
+}
+# Assay's own database briefly unreachable (a restart, a failover): a worker retries its
+# bookkeeping writes (and the unit they belong to) for this long before it gives up.
+RUN_DB_RETRY_WINDOW = env_float("RUN_DB_RETRY_WINDOW", 60.0)
+# PostgreSQL ends a worker's transaction left idle this long (a frozen worker holding its
+# Run's row lock), so that the lock is released.
+RUN_IDLE_IN_TRANSACTION_TIMEOUT = env_float("RUN_IDLE_IN_TRANSACTION_TIMEOUT", 10.0)
+BROKER_PROBE_TIMEOUT = env_float("BROKER_PROBE_TIMEOUT", 2.0)
+
+# Housekeeping runs on its own queue and worker process (Procfile: housekeeping), so it never
+# waits behind Runs; a periodic message not consumed within its interval expires (the next
+# one comes anyway) instead of piling up while that worker is down.
+CELERY_TASK_ROUTES = {
+    "runs.reap_runs": {"queue": "housekeeping"},
+    "runs.fire_due_schedules": {"queue": "housekeeping"},
+    "runs.dispatch_waiting": {"queue": "housekeeping"},
+}
 CELERY_BEAT_SCHEDULE = {
-    "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL},
-    "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL},
+    "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL,
+                  "options": {"queue": "housekeeping", "expires": RUN_REAPER_INTERVAL}},
+    "fire-schedules": {"task": "runs.fire_due_schedules", "schedule": RUN_SCHEDULE_INTERVAL,
+                       "options": {"queue": "housekeeping", "expires": RUN_SCHEDULE_INTERVAL}},
+    # Runs waiting in line for their datastore whose turn came without a Run ending here.
+    "dispatch-waiting": {"task": "runs.dispatch_waiting", "schedule": RUN_REAPER_INTERVAL,
+                         "options": {"queue": "housekeeping", "expires": RUN_REAPER_INTERVAL}},
+}
+# A launch must not hang on a broker that is down: the Run row is the outbox.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+    "socket_connect_timeout": 2, "socket_timeout": 5,
 }
 
 # --- Datastores -----------------------------------------------------------------------------

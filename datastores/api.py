@@ -22,7 +22,16 @@ from accounts.permissions import (
 from assay.api_common import ERRORS, BodyId, PageQuery, PathId, Strict
 from assay.paging import api_page
 from datastores.anomalies import check_spec
-from datastores.models import Check, CheckStatus, Container, Datastore
+from datastores.models import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_RUN_LIMIT,
+    MAX_CONNECTION_LIMIT,
+    MAX_RUN_LIMIT,
+    Check,
+    CheckStatus,
+    Container,
+    Datastore,
+)
 from datastores.quality import describe
 from datastores.services import (
     datastore_create,
@@ -49,6 +58,8 @@ class DatastoreOut(Schema):
     enrichment_connection: str | None = Field(
         description="The enrichment URL without its password; only for Editors and admins."
     )
+    run_limit: int = Field(description="Runs of this datastore running at once; more wait.")
+    connection_limit: int = Field(description="Source connections one Run may hold at once.")
 
 
 class DatastoreList(Schema):
@@ -66,6 +77,8 @@ class DatastoreIn(Strict):
     enrichment_password: str | None = Field(None, max_length=1000, description="Write-only.")
     enrichment_prefix: str = Field("assay", max_length=40)
     teams: list[BodyId] = Field(default_factory=list, max_length=100, description="Team ids")
+    run_limit: int = Field(DEFAULT_RUN_LIMIT, ge=1, le=MAX_RUN_LIMIT)
+    connection_limit: int = Field(DEFAULT_CONNECTION_LIMIT, ge=1, le=MAX_CONNECTION_LIMIT)
 
 
 class DatastoreUpdate(Strict):
@@ -83,6 +96,8 @@ class DatastoreUpdate(Strict):
     enrichment_url: str | None = Field(None, max_length=2000, description='"": unlink.')
     enrichment_password: str | None = Field(None, max_length=1000, description="Write-only.")
     enrichment_prefix: str | None = Field(None, max_length=40)
+    run_limit: int | None = Field(None, ge=1, le=MAX_RUN_LIMIT)
+    connection_limit: int | None = Field(None, ge=1, le=MAX_CONNECTION_LIMIT)
 
 
 class ConnectionTest(Schema):
@@ -133,6 +148,8 @@ def datastore_json(user, datastore: Datastore, level: Level | None) -> dict[str,
         "permission": level.name.lower() if level is not None else None,
         "connection": datastore.display_url if shown else None,
         "enrichment_connection": datastore.display_enrichment_url or None if shown else None,
+        "run_limit": datastore.run_limit,
+        "connection_limit": datastore.connection_limit,
     }
 
 
@@ -166,6 +183,8 @@ def create_datastore(request: HttpRequest, body: DatastoreIn):
         team_ids=body.teams,
         password=body.password,
         enrichment_password=body.enrichment_password,
+        run_limit=body.run_limit,
+        connection_limit=body.connection_limit,
     )
     return Status(201, datastore_json(user, datastore, datastore_level(user, datastore.pk)))
 

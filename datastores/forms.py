@@ -3,7 +3,13 @@
 from django import forms
 
 from accounts.models import Role, Team, User
-from datastores.models import url_without_password
+from datastores.models import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_RUN_LIMIT,
+    MAX_CONNECTION_LIMIT,
+    MAX_RUN_LIMIT,
+    url_without_password,
+)
 
 URL_HELP = (
     "A SQLAlchemy URL: postgresql://user@host:5432/database, or sqlite:////absolute/path.db "
@@ -77,6 +83,15 @@ class DatastoreForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     enrichment_prefix = forms.CharField(max_length=40, initial="assay")
+    run_limit = forms.IntegerField(
+        label="Runs at once", min_value=1, max_value=MAX_RUN_LIMIT, initial=DEFAULT_RUN_LIMIT,
+        help_text="More Runs of this datastore wait in line, so others get workers too.",
+    )
+    connection_limit = forms.IntegerField(
+        label="Connections per Run", min_value=1, max_value=MAX_CONNECTION_LIMIT,
+        initial=DEFAULT_CONNECTION_LIMIT,
+        help_text="A Scan runs a table's statements side by side on up to this many.",
+    )
 
     def __init__(self, *args, user: User, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,6 +1,7 @@
 import re
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from sqlalchemy.engine import make_url
@@ -35,6 +36,12 @@ def encrypted_url(column: str, *, dialect_field: str | None = None) -> property:
     return property(get, set_)
 
 
+DEFAULT_RUN_LIMIT = 4
+MAX_RUN_LIMIT = 1000
+DEFAULT_CONNECTION_LIMIT = 2
+MAX_CONNECTION_LIMIT = 16
+
+
 class LiveDatastores(models.Manager):
     def get_queryset(self):
         return super().get_queryset().filter(deleted_at__isnull=True)
@@ -55,6 +62,16 @@ class Datastore(models.Model):
     # The source's kind ("sqlite", "postgresql"), kept in clear: all a Reporter may know of it.
     dialect = models.CharField(max_length=40, blank=True, default="")
     enrichment_prefix = models.CharField(max_length=40, default="assay")
+    # Fair sharing: Runs of this datastore running at once; the others wait in line (runs.fairness).
+    run_limit = models.PositiveSmallIntegerField(
+        default=DEFAULT_RUN_LIMIT,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RUN_LIMIT)],
+    )
+    # Source connections one Run may hold at once (a Scan runs a table's statements side by side).
+    connection_limit = models.PositiveSmallIntegerField(
+        default=DEFAULT_CONNECTION_LIMIT,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CONNECTION_LIMIT)],
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -19,7 +19,13 @@ from accounts.permissions import can_create_datastore, can_edit_datastore, datas
 from audit.models import AuditAction
 from audit.services import record
 from datastores import url_policy
-from datastores.models import Datastore
+from datastores.models import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_RUN_LIMIT,
+    MAX_CONNECTION_LIMIT,
+    MAX_RUN_LIMIT,
+    Datastore,
+)
 from datastores.sources import SourceConnection, SourceUnavailable, describe_error
 from datastores.url_policy import UrlRefused
 from runs.errors import ActionNotAllowed, InvalidInput, NotFound, PermissionDenied
@@ -38,6 +44,8 @@ def datastore_create(
     team_ids: list[int] | None = None,
     password: str | None = None,
     enrichment_password: str | None = None,
+    run_limit: int = DEFAULT_RUN_LIMIT,
+    connection_limit: int = DEFAULT_CONNECTION_LIMIT,
 ) -> Datastore:
     """Managers and admins add datastores, granted to the given teams.
 
@@ -55,6 +63,7 @@ def datastore_create(
         enrichment=(enrichment_url, enrichment_password, ""),
     )
     _check_prefix(enrichment_prefix, errors)
+    _check_limits(errors, run_limit=run_limit, connection_limit=connection_limit)
     teams = list(Team.objects.filter(pk__in=team_ids or []))
     if len(teams) != len(set(team_ids or [])):
         errors["teams"] = ["Unknown team."]
@@ -70,6 +79,8 @@ def datastore_create(
                 source_url=urls["source"],
                 enrichment_url=urls["enrichment"],
                 enrichment_prefix=enrichment_prefix,
+                run_limit=run_limit,
+                connection_limit=connection_limit,
                 created_by=user,
             )
             datastore.teams.add(*teams)
@@ -92,6 +103,8 @@ def datastore_update(
     enrichment_url: str | None = None,
     enrichment_password: str | None = KEEP,
     enrichment_prefix: str | None = None,
+    run_limit: int | None = None,
+    connection_limit: int | None = None,
 ) -> Datastore:
     """Change what is given (None: leave as is). Passwords are write-only.
 
@@ -117,6 +130,7 @@ def datastore_update(
     urls = _valid_urls(user, errors, **changes)
     if enrichment_prefix is not None:
         _check_prefix(enrichment_prefix, errors)
+    _check_limits(errors, run_limit=run_limit, connection_limit=connection_limit)
     _raise_if(errors)
     if name is not None:
         datastore.name = name
@@ -126,6 +140,10 @@ def datastore_update(
         datastore.enrichment_url = urls["enrichment"]
     if enrichment_prefix is not None:
         datastore.enrichment_prefix = enrichment_prefix
+    if run_limit is not None:
+        datastore.run_limit = run_limit
+    if connection_limit is not None:
+        datastore.connection_limit = connection_limit
     try:
         with transaction.atomic():
             datastore.save()
@@ -135,6 +153,22 @@ def datastore_update(
     except IntegrityError:
         raise _name_taken(datastore.name) from None
     return datastore
+
+
+_LIMITS = {
+    "run_limit": ("Runs at once", MAX_RUN_LIMIT),
+    "connection_limit": ("Connections per Run", MAX_CONNECTION_LIMIT),
+}
+
+
+def _check_limits(errors: dict[str, list[str]], **values: int | None) -> None:
+    """Fair-sharing limits (runs.fairness, Scan): whole numbers within their range."""
+    for field, value in values.items():
+        what, most = _LIMITS[field]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            errors[field] = [f"{what} must be a whole number from 1 to {most}."]
 
 
 def datastore_state(datastore: Datastore) -> dict:
@@ -156,6 +190,8 @@ def datastore_state(datastore: Datastore) -> dict:
         "enrichment": mask_url(datastore.enrichment_url) if datastore.enrichment_url else "",
         "enrichment_password": secret(datastore.enrichment_url),
         "enrichment_prefix": datastore.enrichment_prefix,
+        "run_limit": datastore.run_limit,
+        "connection_limit": datastore.connection_limit,
     }
 
 

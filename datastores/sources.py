@@ -2,7 +2,8 @@
 
 Abort must be fast even inside a long source query, so the watchdog thread of a running task
 calls ``SourceConnection.cancel()``, which uses the driver's own thread-safe cancel:
-``sqlite3.Connection.interrupt()`` and psycopg's ``cancel_safe()``.
+``sqlite3.Connection.interrupt()``, psycopg's ``cancel_safe()``, and for MySQL/MariaDB a
+``KILL QUERY`` sent from a second session.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def create_engine(url: str) -> Engine:
     parsed = vetted.url
     connect_args: dict = dict(vetted.connect_args)
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
+    if backend in ("postgresql", "mysql"):
         connect_args["connect_timeout"] = settings.SOURCE_CONNECT_TIMEOUT
     elif backend == "sqlite":
         connect_args["timeout"] = settings.SOURCE_CONNECT_TIMEOUT
@@ -148,6 +149,9 @@ class SourceConnection:
                 return
         if hasattr(driver_conn, "interrupt"):  # sqlite3
             driver_conn.interrupt()
+        elif hasattr(driver_conn, "thread_id"):  # PyMySQL: KILL QUERY from a second session
+            with self.engine.connect() as killer:
+                killer.exec_driver_sql(f"KILL QUERY {int(driver_conn.thread_id())}")
         elif hasattr(driver_conn, "cancel_safe"):  # psycopg 3
             driver_conn.cancel_safe(timeout=2.0)
         elif hasattr(driver_conn, "cancel"):

@@ -276,6 +276,12 @@ DRIVERS: dict[str, DriverRule] = {
         options=frozenset({"sslmode", "application_name", "connect_timeout"}),
         pin_argument="hostaddr",
     ),
+    # MySQL and MariaDB; PyMySQL connects to the ``host`` argument, which pins the address.
+    "mysql+pymysql": ServerDriver(
+        default_port=3306,
+        options=frozenset({"charset", "connect_timeout"}),
+        pin_argument="host",
+    ),
 }
 
 

@@ -48,6 +48,8 @@ def datastore_edit(request, datastore_id: int):
         "source_url": url_without_password(datastore.source_url),
         "enrichment_url": url_without_password(datastore.enrichment_url),
         "enrichment_prefix": datastore.enrichment_prefix,
+        "run_limit": datastore.run_limit,
+        "connection_limit": datastore.connection_limit,
     }
     form = DatastoreForm(request.POST or None, initial=initial, user=request.user, editing=True)
     status = 200

@@ -16,7 +16,7 @@ from accounts.permissions import datastore_level, datastore_levels, visible_data
 from assay.api_common import ERRORS, MAX_ID, BodyId, Id, PageQuery, PathId, Strict, utc_filter
 from assay.paging import api_page, decode_cursor, encode_cursor
 from datastores.models import Datastore
-from runs import services
+from runs import fairness, services
 from runs.errors import InvalidInput, NotFound
 from runs.external_scan import (
     CheckOutcome,
@@ -64,6 +64,8 @@ class Progress(Schema):
     done: int
     total: int | None
     unit: str
+    failed: int = Field(description="units among done that failed")
+    remaining: int | None = Field(description="units a Resume would do; null: never planned")
 
 
 class RunOut(Schema):
@@ -85,6 +87,10 @@ class RunOut(Schema):
     resumed_from: int | None
     rerun_of: int | None
     error: str | None
+    wait_reason: str | None = Field(
+        description='Queued Runs: why and where it waits ("2nd in line for Demo warehouse", '
+        '"waiting for a worker: 14 Runs ahead").'
+    )
     actions: list[Action] = Field(description="The actions the caller may take now.")
 
 
@@ -227,6 +233,8 @@ def run_json(run: Run, level: Level | None) -> dict[str, Any]:
             "done": run.progress_done,
             "total": run.progress_total,
             "unit": run.progress_unit,
+            "failed": run.progress_failed,
+            "remaining": run.units_remaining,
         },
         "metrics": run.metrics,
         "has_warnings": run.has_warnings,
@@ -234,8 +242,15 @@ def run_json(run: Run, level: Level | None) -> dict[str, Any]:
         "resumed_from": run.resumed_from_id,
         "rerun_of": run.rerun_of_id,
         "error": run.error or None,
+        "wait_reason": _wait_reason(run),
         "actions": available_actions(run, level),
     }
+
+
+def _wait_reason(run: Run) -> str | None:
+    if not hasattr(run, "wait_reason"):  # a single Run; lists attach theirs in one query
+        fairness.attach_wait_reasons([run])
+    return run.wait_reason or None
 
 
 def _user(request: HttpRequest) -> User:
@@ -288,6 +303,7 @@ def list_runs(request: HttpRequest, filters: Query[RunQuery]):
         limit=filters.limit,
     )
     levels = datastore_levels(user, {run.datastore_id for run in page.items})
+    fairness.attach_wait_reasons(page.items)
     return {
         "items": [run_json(run, levels.get(run.datastore_id)) for run in page.items],
         "next_cursor": encode_cursor("run", page.next_before) if page.next_before else None,

@@ -21,7 +21,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 from pydantic import ValidationError
@@ -29,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.models import Datastore
 from datastores.sources import SourceConnection, SourceError, describe_error
+from runs import fairness
 from runs.logs import append_log
 from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
 from runs.operations import get_operation
@@ -76,6 +83,32 @@ class RunContext:
         with transaction.atomic():
             self.update_run(heartbeat_at=Now())
             yield
+
+    # -- Assay's database going away for a moment ------------------------------------------
+    def through_db_blips(self, step, *args):
+        """Run ``step`` (a whole transaction, or a whole unit), again while Assay's database is
+        unreachable, for up to ``RUN_DB_RETRY_WINDOW`` seconds.
+
+        A restart or failover of the database must not fail Runs whose workers are alive: what
+        the step wrote was rolled back with the lost connection, so it is done again on a new
+        one, metrics as they were before it. Source queries are not retried here (their errors
+        are the source's, handled per unit).
+        """
+        deadline = time.monotonic() + settings.RUN_DB_RETRY_WINDOW
+        pause = 0.5
+        metrics = dict(self.metrics)
+        while True:
+            try:
+                return step(*args)
+            except (OperationalError, InterfaceError) as exc:
+                if connection.in_atomic_block or time.monotonic() + pause > deadline:
+                    raise
+                logger.warning("run %s: Assay's database unreachable (%s); retrying in %.1f s",
+                               self.run_id, exc, pause)
+                self.metrics = dict(metrics)
+                connection.close()
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     # -- abort -------------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -213,20 +246,26 @@ def claim(run_id: int) -> uuid.UUID | None:
     claimable = Q(status=RunStatus.QUEUED) | Q(
         status=RunStatus.RUNNING, worker_token=None, operation=Operation.PROMOTE
     )
-    # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
-    # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
-    claimed = Run.objects.filter(claimable, pk=run_id).update(
-        status=RunStatus.RUNNING,
-        worker_token=token,
-        heartbeat_at=Now(),
-        started_at=Coalesce(F("started_at"), Now()),
-    )
+    with transaction.atomic():
+        # Fair sharing (runs.fairness): the datastore's row stays locked until the claim commits.
+        if not fairness.may_start(run_id):
+            return None
+        # One statement: a second UPDATE after the claim could meet a Run the reaper or a user
+        # already finalised. Promote starts in running at launch; Coalesce keeps its started_at.
+        # Database time, taken after the lock: started_at follows the order of the claims.
+        claimed = Run.objects.filter(claimable, pk=run_id).update(
+            status=RunStatus.RUNNING,
+            worker_token=token,
+            heartbeat_at=Now(),
+            started_at=Coalesce(F("started_at"), Now()),
+        )
     return token if claimed else None
 
 
 def execute_run(run_id: int) -> str:
     """Entry point of the Celery task. Returns a word for the worker log."""
     close_old_connections()
+    bound_idle_transactions()
     token = claim(run_id)
     if token is None:
         return "not-claimed"
@@ -245,31 +284,50 @@ def execute_run(run_id: int) -> str:
     finally:
         watchdog.stop()
         ctx.close()
+        try:
+            fairness.dispatch_line(run.datastore_id)  # its slot is free: the next in line goes
+        except Exception:
+            # The beat's dispatch_waiting sends them a moment later.
+            logger.exception("run %s: could not dispatch the next Runs in line", run_id)
+
+
+def bound_idle_transactions() -> None:
+    """PostgreSQL ends this worker's transaction if it sits idle (a frozen worker) past
+    ``RUN_IDLE_IN_TRANSACTION_TIMEOUT``, releasing its Run's row lock; no transaction of a
+    worker spans a source query, so a healthy worker is never idle inside one for long."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                [f"{int(settings.RUN_IDLE_IN_TRANSACTION_TIMEOUT * 1000)}ms"],
+            )
 
 
 def _execute(ctx: RunContext, operation) -> str:
+    step = ctx.through_db_blips
     try:
-        ctx.log(f"{ctx.run.get_operation_display()} started on datastore {ctx.datastore.name}.")
-        units = _planned_units(ctx, operation)
-        operation.begin(ctx, units)
+        step(ctx.log,
+             f"{ctx.run.get_operation_display()} started on datastore {ctx.datastore.name}.")
+        units = step(_planned_units, ctx, operation)
+        step(operation.begin, ctx, units)
         for unit in units:
             ctx.checkpoint()
-            _process_unit(ctx, operation, unit)
+            step(_process_unit, ctx, operation, unit)
         ctx.checkpoint()
-        operation.finish(ctx)
+        step(operation.finish, ctx)
         ctx.checkpoint()
-        return _finalise(ctx, RunStatus.SUCCESS, "Finished.")
+        return step(_outcome, ctx, operation)
     except RunFenced:
         return "fenced"
     except AbortRequested:
-        return _finalise_abort(ctx)
+        return ctx.through_db_blips(_finalise_abort, ctx)
     except Exception as exc:
         if ctx.lost_event.is_set():
             return "fenced"
         if ctx.abort_event.is_set():
             # The cancelled query surfaced as a driver error: it is the abort, not a failure.
-            return _finalise_abort(ctx)
-        return _fail(ctx, exc)
+            return ctx.through_db_blips(_finalise_abort, ctx)
+        return ctx.through_db_blips(_fail, ctx, exc)
 
 
 def _planned_units(ctx: RunContext, operation) -> list[Unit]:
@@ -314,6 +372,7 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
         ctx.add_metrics(unit_metrics)
         ctx.update_run(
             progress_done=F("progress_done") + 1,
+            progress_failed=F("progress_failed") + (1 if error else 0),
             metrics=dict(ctx.metrics),
             heartbeat_at=Now(),
         )
@@ -334,10 +393,19 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
 
 
 def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
+    """End the Run, compare-and-set on ownership and, for any ending but Aborted, on there being
+    no accepted Abort: the row is locked first, so an Abort either commits before (this raises
+    ``AbortRequested`` and the Run ends Aborted) or finds the Run ended (and is refused)."""
+    where = ctx.owned()
+    if status != RunStatus.ABORTED:
+        where &= Q(abort_requested_at=None)
     with transaction.atomic():
-        level = LogLevel.ERROR if status == RunStatus.FAILURE else LogLevel.INFO
-        if not append_log(ctx.run_id, message, level=level, token=ctx.token, final=True):
+        if not Run.objects.select_for_update().filter(where).exists():
+            if status != RunStatus.ABORTED and Run.objects.filter(ctx.owned()).exists():
+                raise AbortRequested
             raise RunFenced(ctx.run_id)
+        level = LogLevel.ERROR if status == RunStatus.FAILURE else LogLevel.INFO
+        append_log(ctx.run_id, message, level=level, token=ctx.token, final=True)
         # Units cut short end with the Run's own outcome.
         RunContainer.objects.filter(
             run_id=ctx.run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
@@ -370,7 +438,33 @@ def _fail(ctx: RunContext, exc: Exception) -> str:
     else:
         logger.exception("run %s failed", ctx.run_id)
         cause = f"Internal error ({type(exc).__name__}): {describe_error(exc, '')}"
+    return _fail_with(ctx, cause)
+
+
+def _fail_with(ctx: RunContext, cause: str) -> str:
     try:
         return _finalise(ctx, RunStatus.FAILURE, f"Run failed: {cause}", error=cause)
+    except AbortRequested:
+        return _finalise_abort(ctx)
     except RunFenced:
         return "fenced"
+
+
+def _outcome(ctx: RunContext, operation) -> str:
+    """Success, unless too many units failed (all of them, by default): then Failure."""
+    row = Run.objects.filter(pk=ctx.run_id).values("progress_total", "progress_failed").get()
+    total, failed = row["progress_total"] or 0, row["progress_failed"]
+    if failed and failed >= total * settings.RUN_FAILED_UNITS_SHARE:
+        label = operation.unit_label.lower()
+        cause = (f"all {total} {label} failed" if failed == total
+                 else f"{failed} of {total} {label} failed")
+        return _fail_with(ctx, cause)
+    return finish(ctx)
+
+
+def finish(ctx: RunContext) -> str:
+    """End the Run as a Success, or Aborted if an Abort was accepted first."""
+    try:
+        return _finalise(ctx, RunStatus.SUCCESS, "Finished.")
+    except AbortRequested:
+        return _finalise_abort(ctx)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from pydantic import ValidationError
@@ -15,8 +15,10 @@ from assay.input_checks import find_nul
 from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
+from runs import fairness
 from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
+from runs.locks import brief_lock_waits
 from runs.logs import append_log
 from runs.models import (
     ACTIVE_STATUSES,
@@ -32,7 +34,7 @@ from runs.models import (
     Via,
 )
 from runs.operations import get_operation
-from runs.policy import Action, allowed_in_state, level_allows
+from runs.policy import Action, allowed_in_state, level_allows, nothing_to_resume
 
 
 # -- permission --------------------------------------------------------------------------------
@@ -60,6 +62,8 @@ def authorize_action(user: User, run: Run, action: Action) -> None:
             f"{action.label} is not available: Run #{run.pk} ({run.get_operation_display()}) "
             f"is {run.get_status_display()}."
         )
+    if action == Action.RESUME and nothing_to_resume(run):
+        raise ActionNotAllowed(f"Nothing to resume: every unit of Run #{run.pk} succeeded.")
 
 
 def refuse_destination_unless_promote(operation: str, given: bool) -> None:
@@ -173,6 +177,7 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
             started_at=now if starts_running else None,
             heartbeat_at=now if starts_running else None,
             enqueued_at=now,
+            send_count=0 if operation == Operation.EXTERNAL_SCAN else 1,
             resumed_from=resumed_from,
             rerun_of=rerun_of,
             progress_total=len(units) if units is not None else None,
@@ -188,37 +193,43 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
         )
         append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
         if operation != Operation.EXTERNAL_SCAN:
-            transaction.on_commit(lambda: enqueue(run.pk))
+            # A Run behind a full datastore waits in line without a message (runs.fairness);
+            # a message the broker refuses leaves the Run in the outbox (runs.dispatch).
+            transaction.on_commit(lambda: fairness.enqueue_or_wait(run.pk))
     return run
-
-
-def enqueue(run_id: int) -> None:
-    from runs.tasks import execute_run
-
-    execute_run.delay(run_id)
 
 
 # -- actions -----------------------------------------------------------------------------------
 def run_abort(*, run: Run, user: User) -> Run:
-    """Queued: aborted at once. Running: flag it; the worker (or the reaper) lands it."""
+    """Queued: aborted at once. Running: flag it; the worker (or the reaper) lands it.
+
+    The rule: once this returns, the Run ends Aborted by ``user``, whatever its worker is
+    doing. The flag is a compare-and-set (the first Abort wins, a second changes nothing), and
+    every other ending re-checks it in the same transaction (``execution._finalise``, the
+    reaper). A Run that already ended is refused (409). Never waits behind its worker's row
+    lock: ``Unavailable`` (503, nothing changed) instead.
+    """
     authorize_action(user, run, Action.ABORT)
     who = {"abort_requested_at": Now(), "abort_requested_by": user}
     # Nobody owns a queued Run, nor a running one without a worker (External Scan, an
     # unclaimed Promote): those land on aborted immediately.
     unowned = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, worker_token=None)
-    if transition(
-        run.pk,
-        where=unowned,
-        to=RunStatus.ABORTED,
-        log=f"Aborted by {user.display_name}.",
-        fields={**who, "aborted_by_kind": ActorKind.USER, "aborted_by_user": user},
-    ):
-        return _reload(run)
-    flagged = Run.objects.filter(
-        pk=run.pk, status=RunStatus.RUNNING, abort_requested_at=None
-    ).update(**who)
-    if flagged:
-        append_log(run.pk, f"Abort requested by {user.display_name}.")
+    with brief_lock_waits():
+        if transition(
+            run.pk,
+            where=unowned,
+            to=RunStatus.ABORTED,
+            log=f"Aborted by {user.display_name}.",
+            fields={**who, "aborted_by_kind": ActorKind.USER, "aborted_by_user": user},
+        ):
+            return _reload(run)
+    with brief_lock_waits():
+        # Flag and log line commit together: two Aborts racing leave exactly one line.
+        flagged = Run.objects.filter(
+            pk=run.pk, status=RunStatus.RUNNING, abort_requested_at=None
+        ).update(**who)
+        if flagged:
+            append_log(run.pk, f"Abort requested by {user.display_name}.")
     run = _reload(run)
     # A worker may land this very abort before the reload: that is success, not a conflict.
     if not flagged and run.status not in ACTIVE_STATUSES:
@@ -234,13 +245,44 @@ def unfinished_units(run: Run) -> list[RunContainer] | None:
 
 
 def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
-    """A new Run over the original's units that did not finish; the original is untouched."""
+    """A new Run over the units that did not succeed; the original is untouched.
+
+    A Run is resumed once: resuming it again continues from the latest Run of its chain (the
+    Resume of its Resume...). Two Resumes at the same moment make one Run (the database's
+    ``run_resumed_once`` constraint); the other is refused.
+    """
     authorize_action(user, run, Action.RESUME)
+    latest = _latest_resume(run)
+    if latest.pk != run.pk:
+        if latest.is_active:
+            raise ActionNotAllowed(
+                f"Run #{run.pk} was already resumed as Run #{latest.pk}, which has not ended."
+            )
+        try:
+            authorize_action(user, latest, Action.RESUME)
+        except ActionNotAllowed as exc:
+            raise ActionNotAllowed(
+                f"Run #{run.pk} was already resumed as Run #{latest.pk} "
+                f"({latest.get_status_display()}). {exc.detail}"
+            ) from None
+        run = latest
     units = unfinished_units(run)
-    return run_launch(
-        user=user, datastore=run.datastore, operation=run.operation, config=run.config,
-        via=via, destination=run.destination_datastore, resumed_from=run, units=units,
-    )
+    try:
+        with transaction.atomic():
+            return run_launch(
+                user=user, datastore=run.datastore, operation=run.operation, config=run.config,
+                via=via, destination=run.destination_datastore, resumed_from=run, units=units,
+            )
+    except IntegrityError:
+        resumed = Run.objects.filter(resumed_from=run).values_list("pk", flat=True).first()
+        raise ActionNotAllowed(f"Run #{run.pk} was just resumed as Run #{resumed}.") from None
+
+
+def _latest_resume(run: Run) -> Run:
+    """The last Run of ``run``'s chain of Resumes (``run`` itself when it was never resumed)."""
+    while (following := Run.objects.filter(resumed_from=run).first()) is not None:
+        run = following
+    return run
 
 
 def run_rerun(*, run: Run, user: User, via: str = Via.WEB) -> Run:
@@ -345,9 +387,11 @@ def transition(
     """
     where &= Q(status__in=ACTIVE_STATUSES)
     with transaction.atomic():
+        # A row locked by its worker is skipped, not waited for: that worker is either about to
+        # commit (and may end the Run itself) or frozen, and nobody queues behind a frozen one.
+        if not Run.objects.select_for_update(skip_locked=True).filter(where, pk=run_id).exists():
+            return False
         if log is not None:
-            if not Run.objects.select_for_update().filter(where, pk=run_id).exists():
-                return False
             append_log(run_id, log, level=level, final=True)
         extra = {"finished_at": Now()} if to in TERMINAL_STATUSES else {}
         if to in TERMINAL_STATUSES:

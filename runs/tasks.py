@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from runs import execution, reaper, schedules
+from runs import execution, fairness, reaper, schedules
 
 
 @shared_task(name="runs.execute_run", ignore_result=True)
@@ -18,3 +18,8 @@ def reap_runs() -> dict[str, int]:
 @shared_task(name="runs.fire_due_schedules", ignore_result=True)
 def fire_due_schedules() -> int:
     return schedules.fire_due()
+
+
+@shared_task(name="runs.dispatch_waiting", ignore_result=True)
+def dispatch_waiting() -> int:
+    return fairness.dispatch_waiting()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,28 @@ def throwaway_postgres_database() -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+# Databases of one suite share a prefix, so parallel suites on one server keep theirs apart.
+MARIADB_PREFIX = os.environ.get("TEST_MARIADB_PREFIX", "assay_test_")
+
+
+@contextmanager
+def throwaway_mariadb_database() -> Iterator[str]:
+    """An empty MariaDB/MySQL database, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"{MARIADB_PREFIX}{secrets.token_hex(6)}"
+    admin = sa.create_engine(f"{MARIADB_SERVER_URL}/")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
 
 
 def run_now(user, datastore, operation: str, config: dict | None = None, **kwargs) -> Run:

@@ -19,7 +19,11 @@ from datastores.demo_source import (
     generate_demo_source,
 )
 from datastores.models import Check, CheckStatus, Container
-from tests.databases import sync_catalogue, throwaway_postgres_database
+from tests.databases import (
+    sync_catalogue,
+    throwaway_mariadb_database,
+    throwaway_postgres_database,
+)
 
 DEMO_ROWS = 2000
 DEMO_TABLES = sorted(DEMO_METADATA.tables)  # the 14 tables (the catalogue adds one view)
@@ -41,11 +45,18 @@ def demo_source_at(backend: str, tmp_path, rows: int = DEMO_ROWS):
         url = f"sqlite:///{tmp_path / 'source.sqlite3'}"
         yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
         return
-    with throwaway_postgres_database() as url:
+    throwaway = (
+        throwaway_mariadb_database if backend == "mariadb" else throwaway_postgres_database
+    )
+    with throwaway() as url:
         yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
 
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres_source)]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres_source),
+    pytest.param("mariadb", marks=pytest.mark.mariadb_source),
+]
 
 
 @contextmanager

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.both_backends]
 RUN_KEYS = {
     "id", "operation", "status", "datastore", "triggered_by", "aborted_by", "abort_requested",
     "created_at", "started_at", "finished_at", "duration_s", "progress", "metrics",
-    "has_warnings", "config", "resumed_from", "rerun_of", "error", "actions",
+    "has_warnings", "config", "resumed_from", "rerun_of", "error", "wait_reason", "actions",
 }
 
 
@@ -119,10 +119,12 @@ def test_run_json_has_exactly_the_documented_shape(editor, datastore):
     assert body["datastore"] == {"id": datastore.pk, "name": "warehouse"}
     assert body["triggered_by"] == {"kind": "user", "name": "editor", "via": "web"}
     assert body["aborted_by"] is None and body["abort_requested"] is False
-    assert body["progress"] == {"done": 1, "total": 4, "unit": "Tables"}
+    assert body["progress"] == {"done": 1, "total": 4, "unit": "Tables", "failed": 0,
+                                "remaining": 3}
     assert body["metrics"] == {"records_scanned": 10}
     assert body["duration_s"] >= 5 and body["finished_at"] is None
     assert body["actions"] == ["abort"] and body["error"] is None
+    assert body["wait_reason"] is None  # running: it waits for nothing
 
 
 def test_launch_creates_a_queued_run_triggered_via_api(editor, datastore):

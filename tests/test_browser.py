@@ -44,13 +44,13 @@ def open_as(browser, live_server):
     form, in a new browser context of that width."""
     contexts = []
 
-    def open_as(user, width: int = 1280, **options):
+    def open_as(user, width: int = 1280, password: str = PASSWORD, **options):
         context = browser.new_context(viewport={"width": width, "height": 900}, **options)
         contexts.append(context)
         page = context.new_page()
         page.goto(f"{live_server.url}/login/")
         page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
+        page.fill("#id_password", password)
         page.click("button[type=submit]")
         page.wait_for_url(f"{live_server.url}/activity/")
         return page

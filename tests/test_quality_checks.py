@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from datastores.quality import (
     json_safe,
     validate_check,
 )
-from tests.databases import throwaway_postgres_database
+from tests.databases import throwaway_mariadb_database, throwaway_postgres_database
 
 NOW = datetime(2024, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -110,7 +111,11 @@ def _spec(key: str) -> CheckSpec:
 
 @pytest.fixture(
     scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres_source)],
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres_source),
+        pytest.param("mariadb", marks=pytest.mark.mariadb_source),
+    ],
 )
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     with _database_url(request.param, tmp_path_factory) as url:
@@ -133,6 +138,9 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def _database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('quality') / 'source.db'}"
+    elif backend == "mariadb":
+        with throwaway_mariadb_database() as url:
+            yield url
     else:
         with throwaway_postgres_database() as url:
             yield url
@@ -243,11 +251,21 @@ def test_describe(check, text):
 # SQL evaluation
 
 
-def test_every_check_type_counts_its_failures_in_one_statement(engine, conn):
+def _unique_checks(checks) -> int:
+    return sum(check.type == "unique" for check in checks)
+
+
+def test_every_check_type_counts_its_failures_in_one_pass_per_dialect_plan(engine, conn):
     with recorded_statements(engine) as statements:
         evaluation = evaluate_sql(conn, orders, CHECKS, now=NOW)
 
-    assert len(statements) == 1
+    if engine.dialect.name in ("sqlite", "mysql"):
+        assert len(statements) == 1
+    else:
+        # PostgreSQL: the aggregate stays parallel-safe, each distinct count runs apart.
+        assert len(statements) == 1 + _unique_checks(CHECKS)
+        assert "DISTINCT" not in statements[0]
+        assert all("count(DISTINCT" in statement for statement in statements[1:])
     assert evaluation.records_scanned == len(ORDER_ROWS)
     assert _failed_counts(evaluation) == {check.key: n for check, n in EXPECTED_FAILURES}
     assert all(result.error is None for result in evaluation.results.values())
@@ -279,8 +297,12 @@ def test_a_broken_check_gets_its_own_error_and_the_others_their_results(engine, 
     with recorded_statements(engine) as statements:
         evaluation = evaluate_sql(conn, stale, checks, now=NOW)
 
-    # The combined statement, the row count, then one statement per check.
-    assert len(statements) == 1 + 1 + len(checks)
+    # The combined statement, one one-row probe per check, the statement without the broken
+    # check: never one full pass per check.
+    combined = 1 + _unique_checks(checks) if engine.dialect.name == "postgresql" else 1
+    probes = 2 if engine.dialect.name == "postgresql" else len(checks)
+    assert len(statements) == combined + probes + 1
+    assert sum(" LIMIT " in statement for statement in statements) == probes
     assert evaluation.records_scanned == len(ORDER_ROWS)
     assert evaluation.results["sku"].failed_count == 1
     assert evaluation.results["dup"].failed_count == 2
@@ -302,11 +324,64 @@ def test_a_pattern_only_python_understands_fails_alone_on_postgresql(engine, con
 
     assert evaluation.results["code-length"].failed_count == 1
     named = evaluation.results["named"]
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name in ("sqlite", "mysql"):  # Python's re; MariaDB's PCRE2
         assert named.failed_count == 2
     else:
         assert named.failed_count is None
         assert "regular expression" in named.error
+
+
+def test_a_check_failing_only_on_some_rows_is_found_by_halving(engine, conn):
+    # Every check passes on the one-row probe; one of them fails on a later row only.
+    # (A division by zero on the last row; the probe reads the first.)
+    if engine.dialect.name == "sqlite":
+        conn.connection.dbapi_connection.create_function(
+            "fail_on_last", 1, lambda value: 1 / (value < len(ORDER_ROWS))
+        )
+        failing = sa.func.fail_on_last(orders.c.id)
+    elif engine.dialect.name == "mysql":
+        # MySQL divides by zero into NULL; a scalar subquery of two rows is an error.
+        failing = (
+            sa.select(sa.literal(1))
+            .union_all(sa.select(sa.literal(1)).where(orders.c.id >= len(ORDER_ROWS)))
+            .scalar_subquery()
+        )
+    else:
+        failing = 1 / sa.case((orders.c.id < len(ORDER_ROWS), 1), else_=0)
+    table = sa.select(orders, failing.label("fragile")).subquery("fragile_orders")
+    checks = [CheckSpec(f"c{i}", "not_null", "sku") for i in range(7)]
+    checks.insert(5, CheckSpec("fragile", "not_negative", "fragile"))
+    with recorded_statements(engine) as statements:
+        evaluation = evaluate_sql(conn, table, checks, now=NOW)
+
+    assert evaluation.records_scanned == len(ORDER_ROWS)
+    assert evaluation.results["fragile"].failed_count is None
+    assert evaluation.results["fragile"].error
+    assert {evaluation.results[f"c{i}"].failed_count for i in range(7)} == {1}
+    full_passes = [statement for statement in statements if " LIMIT " not in statement]
+    # One combined pass, then halving: fewer full passes than one per check.
+    assert len(full_passes) < len(checks)
+
+
+def test_statements_run_side_by_side_on_extra_connections(engine, conn):
+    extra = [engine.connect() for _ in range(2)]
+    used: list[int] = []
+
+    def more(index: int) -> sa.Connection:
+        used.append(index)
+        return extra[index]
+
+    try:
+        evaluation = evaluate_sql(
+            conn, orders, CHECKS, now=NOW, more_connections=more, max_connections=3
+        )
+    finally:
+        for other in extra:
+            other.close()
+    assert _failed_counts(evaluation) == {check.key: n for check, n in EXPECTED_FAILURES}
+    statements = 1 + (_unique_checks(CHECKS) if engine.dialect.name == "postgresql" else 0)
+    # Never more connections than statements, never more than the limit.
+    assert used == list(range(min(3, statements) - 1))
 
 
 def test_invalid_or_unknown_checks_are_reported_without_a_statement_of_their_own(engine, conn):
@@ -330,6 +405,16 @@ def _cancelling_source(conn: sa.Connection) -> sa.FromClause:
         raw = conn.connection.dbapi_connection
         raw.create_function("interrupt_now", 1, lambda value: raw.interrupt())
         cancelling = sa.func.interrupt_now(orders.c.id).is_(None)
+    elif conn.dialect.name == "mysql":
+        # KILL QUERY from a second session a moment later, as SourceConnection.cancel does.
+        thread_id = conn.connection.dbapi_connection.thread_id()
+
+        def kill() -> None:
+            with conn.engine.connect() as killer:
+                killer.exec_driver_sql(f"KILL QUERY {thread_id}")
+
+        threading.Timer(0.3, kill).start()
+        cancelling = sa.func.sleep(1) == 0
     else:
         conn.exec_driver_sql("SET LOCAL statement_timeout = 50")
         cancelling = sa.exists(sa.select(sa.literal(1)).select_from(sa.func.pg_sleep(1)))
@@ -340,7 +425,7 @@ def test_a_cancelled_query_is_raised_not_retried_check_by_check(engine, conn):
     source = _cancelling_source(conn)
     with recorded_statements(engine) as statements, pytest.raises(sa.exc.DBAPIError):
         evaluate_sql(conn, source, CHECKS[:3], now=NOW)
-    assert len(statements) == 1
+    assert len([s for s in statements if not s.startswith("KILL QUERY")]) == 1
 
 
 def test_record_limit_reads_the_first_rows_past_the_mark(conn):

@@ -28,12 +28,14 @@ import tests.conftest as conftest
 from accounts.models import User
 from datastores.sources import SourceError
 from runs.errors import ActionNotAllowed
-from runs.execution import RunContext, RunFenced, _fail, _finalise, _finalise_abort, claim
+from runs.execution import RunContext, RunFenced, _fail, _finalise_abort, claim, finish
 from runs.models import Run, RunLogEntry, RunStatus
 from runs.operations.base import OperationConfig
 from runs.reaper import reap
-from runs.services import run_abort
+from runs.services import run_abort, run_resume
 from tests.factories import RunFactory
+from tests.profile_scan_support import synced_demo_source
+from tests.test_truthful_outcomes import aborted_half_way
 
 pytestmark = pytest.mark.postgres
 
@@ -85,8 +87,8 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
     if role in ("finish", "fail", "ack_abort", "stale_finish"):
         ctx = worker_context(run_id, token if role != "stale_finish" else uuid.uuid4())
         return fenced({
-            "finish": lambda: _finalise(ctx, RunStatus.SUCCESS, "Finished."),
-            "stale_finish": lambda: _finalise(ctx, RunStatus.SUCCESS, "Finished."),
+            "finish": lambda: finish(ctx),
+            "stale_finish": lambda: finish(ctx),
             "fail": lambda: _fail(ctx, SourceError("the source went away")),
             "ack_abort": lambda: _finalise_abort(ctx),
         }[role])
@@ -96,7 +98,7 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
             if mine is None:
                 return "not-claimed"
             ctx = worker_context(run_id, mine)
-            return fenced(lambda: _finalise(ctx, RunStatus.SUCCESS, "Finished."))()
+            return fenced(lambda: finish(ctx))()
 
         return claim_and_finish
     if role == "reap":
@@ -304,3 +306,37 @@ def test_processes_race_to_end_a_run(transactional_db, datastore, editor):
         played = [(PROCESS_ROLES[scenario][p], outcomes[p][i]) for p in range(PROCESSES)]
         wins[scenario][judge(run_id, played, SCENARIOS[scenario][1], editor)] += 1
     print(f"processes: winners over {ROUNDS} rounds each: {wins}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_resumes_make_exactly_one_run(tmp_path, monkeypatch, datastore, editor):
+    """8 Resumes of one Run at the same moment: one new Run (a database constraint), seven
+    refusals naming it."""
+    with synced_demo_source("sqlite", tmp_path, datastore, editor):
+        _race_resumes(monkeypatch, datastore, editor)
+
+
+def _race_resumes(monkeypatch, datastore, editor):
+    original = aborted_half_way(monkeypatch, datastore, editor)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def resume():
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(f"run {run_resume(run=original, user=editor).pk}")
+        except ActionNotAllowed as exc:
+            outcomes.append(exc.detail)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=resume) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    [resumed] = Run.objects.filter(resumed_from=original)
+    assert sorted(outcomes).count(f"run {resumed.pk}") == 1
+    assert len(outcomes) == 8
+    assert all(o == f"run {resumed.pk}" or f"resumed as Run #{resumed.pk}" in o
+               for o in outcomes), outcomes

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import queue
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -365,6 +367,29 @@ class _PreparedCheck:
         return CheckResult(failed_count=int(self.failed_count or 0))
 
 
+# Per dialect: whether distinct counts get statements of their own. PostgreSQL plans any
+# aggregate holding a COUNT(DISTINCT) serially; without it, the one-pass aggregate of every
+# other check runs on parallel workers (8.1 s -> 5.7 s at 10^7 rows), and the distinct count
+# runs beside it on a second connection. SQLite has no parallel plans and runs REGEXP in
+# Python under the GIL: one pass, a second connection measured no faster.
+_DISTINCT_APART: dict[str, bool] = {"postgresql": True}
+
+
+@dataclasses.dataclass
+class _Statement:
+    """One aggregate over the scanned rows; ``base`` adds the row count and high-water max."""
+
+    checks: list[_PreparedCheck]
+    base: bool = False
+
+
+def _plan_statements(dialect: str, checks: Sequence[_PreparedCheck]) -> list[_Statement]:
+    apart = _DISTINCT_APART.get(dialect, False)
+    distinct = [check for check in checks if apart and check.spec.type == "unique"]
+    main = [check for check in checks if check not in distinct]
+    return [_Statement(main, base=True), *(_Statement([check]) for check in distinct)]
+
+
 def evaluate_sql(
     conn: sa.Connection,
     table: sa.FromClause,
@@ -374,12 +399,24 @@ def evaluate_sql(
     record_limit: int | None = None,
     high_water_column: str | None = None,
     now: datetime,
+    more_connections: Callable[[int], sa.Connection] | None = None,
+    max_connections: int = 1,
 ) -> Evaluation:
-    """Evaluate all checks of one table in a single aggregate statement (one table pass).
+    """Evaluate all checks of one table in as few passes as the dialect runs best.
 
-    If that statement fails, each check runs alone so a broken one (a dropped column, a pattern
-    the database rejects) reports its own error and the others still get results. A failure of
-    the table itself (or a cancelled query) is raised.
+    The checks are grouped into statements (``_plan_statements``): one aggregate with the row
+    count and every check the dialect evaluates well together, plus, where that keeps the
+    aggregate parallel, one statement per distinct count. With ``more_connections`` (the i-th
+    extra connection, 0-based; the caller owns and reuses them) up to ``max_connections``
+    statements run at once, so the wall time approaches the slowest statement, not the sum.
+    Concurrent statements read separate snapshots: a table written meanwhile may give counts
+    taken a moment apart.
+
+    A failing statement does not fall back to one pass per check: each check is first tried
+    on one sample row (cheap, and it catches dropped columns and patterns the database
+    rejects), the statement runs again without the broken ones, and only a failure that needs
+    the data is found by halving the statement. A failure of the table itself (or a cancelled
+    query) is raised.
     """
     source = _scan_source(table, where, record_limit, high_water_column)
     prepared = [_prepare(source.from_, spec, conn.dialect.name, now) for spec in checks]
@@ -387,18 +424,21 @@ def evaluate_sql(
     base_columns = [sa.func.count().label("records")]
     if high_water_column:
         base_columns.append(sa.func.max(source.from_.c[high_water_column]).label("high_water"))
-    # Positional labels: check keys and field names need not be valid SQL identifiers.
-    measures = [check.measure.label(f"check_{index}") for index, check in enumerate(runnable)]
+    statements = _plan_statements(conn.dialect.name, runnable)
 
-    try:
-        row = conn.execute(source.select(*base_columns, *measures)).one()
-        for index, check in enumerate(runnable):
-            check.failed_count = row._mapping[f"check_{index}"]
-    except sa_exc.DBAPIError as error:
-        _recover(conn, error)
-        # If even the row count fails, the table itself is unreadable: that is the caller's.
-        row = _execute(conn, source.select(*base_columns)).one()
-        _evaluate_one_by_one(conn, source, runnable)
+    def run(statement: _Statement, on: sa.Connection) -> sa.Row | None:
+        return _evaluate_statement(
+            on, source, base_columns if statement.base else [], statement.checks, now
+        )
+
+    workers = min(max_connections, len(statements)) if more_connections else 1
+    if workers <= 1:
+        rows = [run(statement, conn) for statement in statements]
+    else:
+        rows = _run_concurrently(
+            statements, run, [conn, *map(more_connections, range(workers - 1))]
+        )
+    row = rows[0]
 
     records = int(row.records)
     return Evaluation(
@@ -408,15 +448,98 @@ def evaluate_sql(
     )
 
 
-def _evaluate_one_by_one(
-    conn: sa.Connection, source: _Source, checks: Sequence[_PreparedCheck]
-) -> None:
-    for check in checks:
+def _run_concurrently(
+    statements: Sequence[_Statement],
+    run: Callable[[_Statement, sa.Connection], sa.Row | None],
+    connections: Sequence[sa.Connection],
+) -> list[sa.Row | None]:
+    """Run the statements on a pool of connections, each used by one thread at a time."""
+    free: queue.SimpleQueue[sa.Connection] = queue.SimpleQueue()
+    for connection in connections:
+        free.put(connection)
+
+    def on_a_free_connection(statement: _Statement) -> sa.Row | None:
+        connection = free.get()
         try:
-            check.failed_count = conn.execute(source.select(check.measure)).scalar_one()
+            return run(statement, connection)
+        finally:
+            free.put(connection)
+
+    with ThreadPoolExecutor(len(connections), thread_name_prefix="scan-statement") as pool:
+        futures = [pool.submit(on_a_free_connection, statement) for statement in statements]
+        # All finish before the first error is raised: no statement is left running on a
+        # connection the caller goes on using.
+        wait(futures)
+        return [future.result() for future in futures]
+
+
+def _execute_aggregate(
+    conn: sa.Connection,
+    source: _Source,
+    base_columns: list[ColumnElement[Any]],
+    checks: list[_PreparedCheck],
+) -> sa.Row:
+    # Positional labels: check keys and field names need not be valid SQL identifiers.
+    measures = [check.measure.label(f"check_{index}") for index, check in enumerate(checks)]
+    row = conn.execute(source.select(*base_columns, *measures)).one()
+    for index, check in enumerate(checks):
+        check.failed_count = row._mapping[f"check_{index}"]
+    return row
+
+
+def _evaluate_statement(
+    conn: sa.Connection,
+    source: _Source,
+    base_columns: list[ColumnElement[Any]],
+    checks: list[_PreparedCheck],
+    now: datetime | None,
+) -> sa.Row | None:
+    """Fill the checks' counts from one statement; returns its row (the base columns).
+
+    On failure: with ``now``, probe each check on one row and run again without the broken
+    ones; otherwise (or if none broke on one row) each half on its own, until the broken
+    checks are alone.
+    """
+    if not checks and not base_columns:
+        return None
+    try:
+        return _execute_aggregate(conn, source, base_columns, checks)
+    except sa_exc.DBAPIError as error:
+        _recover(conn, error)
+        if not checks:
+            raise  # the row count failed: the table itself is unreadable, that is the caller's
+        if len(checks) == 1 and not base_columns:
+            checks[0].error = _short_error(error)
+            return None
+    if now is not None and (broken := _probe(conn, source, checks, now)):
+        healthy = [check for check in checks if check not in broken]
+        return _evaluate_statement(conn, source, base_columns, healthy, None)
+    # Only the data makes it fail (a value that does not cast...): find the checks by halving.
+    half = len(checks) // 2
+    row = _evaluate_statement(conn, source, base_columns, checks[:half], None)
+    _evaluate_statement(conn, source, [], checks[half:], None)
+    return row
+
+
+def _probe(
+    conn: sa.Connection, source: _Source, checks: list[_PreparedCheck], now: datetime
+) -> list[_PreparedCheck]:
+    """The checks that fail on a one-row sample, each with its error set."""
+    broken = []
+    for check in checks:
+        # Only the check's own column: the sample must not fail for another check's reason.
+        column = source.from_.c[check.spec.field]
+        sample = source.select(column).limit(1).subquery("sample_row")
+        probe = _prepare(sample, check.spec, conn.dialect.name, now)
+        if probe.measure is None:
+            continue
+        try:
+            conn.execute(sa.select(probe.measure).select_from(sample)).one()
         except sa_exc.DBAPIError as error:
             _recover(conn, error)
             check.error = _short_error(error)
+            broken.append(check)
+    return broken
 
 
 def _execute(conn: sa.Connection, statement: sa.Executable) -> sa.CursorResult[Any]:
@@ -438,7 +561,12 @@ def _recover(conn: sa.Connection, error: sa_exc.DBAPIError) -> None:
 
 
 def _is_cancellation(orig: BaseException | None) -> bool:
-    return getattr(orig, "sqlstate", None) == "57014" or str(orig) == "interrupted"
+    # PostgreSQL's query_canceled, sqlite3's interrupt, MySQL's ER_QUERY_INTERRUPTED (1317).
+    return (
+        getattr(orig, "sqlstate", None) == "57014"
+        or str(orig) == "interrupted"
+        or (getattr(orig, "args", None) or (None,))[0] == 1317
+    )
 
 
 def _short_error(error: sa_exc.DBAPIError) -> str:
@@ -488,10 +616,16 @@ def _failure_predicate(
         case "matches_pattern":
             return ~_as_text(column).regexp_match(params["pattern"])
         case "max_length":
-            return sa.func.length(_as_text(column)) > params["length"]
+            return text_length(column, dialect) > params["length"]
         case "not_future":
             return _is_future(column, dialect, now)
     raise AssertionError(f"no SQL predicate for {type}")
+
+
+def text_length(column: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
+    """The length of a value's text in characters (MySQL's length() counts bytes)."""
+    length = sa.func.char_length if dialect == "mysql" else sa.func.length
+    return length(_as_text(column))
 
 
 def _as_text(column: ColumnElement[Any]) -> ColumnElement[str]:
@@ -502,8 +636,8 @@ def _is_future(column: ColumnElement[Any], dialect: str, now: datetime) -> Colum
     now_utc = _as_utc(now)
     if dialect == "sqlite":
         # ISO text on both sides; julianday() reads any ISO layout (and offsets) as an instant.
-        stamp = sa.literal(now_utc.replace(tzinfo=None).isoformat(sep=" "), sa.String)
-        return sa.func.julianday(column) > sa.func.julianday(stamp)
+        # ``now`` as a Julian day computed here: one julianday() call per row, not two.
+        return sa.func.julianday(column) > sa.literal(_julian_day(now_utc), sa.Float)
     if isinstance(column.type, sa.DateTime):
         if column.type.timezone:
             return column > sa.literal(now_utc, sa.DateTime(timezone=True))
@@ -511,6 +645,11 @@ def _is_future(column: ColumnElement[Any], dialect: str, now: datetime) -> Colum
     if isinstance(column.type, sa.Date):
         return column > sa.literal(now_utc.date(), sa.Date())
     return column > sa.literal(now_utc, sa.DateTime(timezone=True))
+
+
+def _julian_day(moment: datetime) -> float:
+    """SQLite's julianday() of a UTC instant."""
+    return moment.timestamp() / 86400 + 2440587.5
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from .checks import _as_text, _as_utc, json_safe, validate_check
+from .checks import _as_text, _as_utc, json_safe, text_length, validate_check
 
 FIELD_TYPES: tuple[str, ...] = (
     "integer",
@@ -100,7 +100,7 @@ class _ProfiledColumn:
     field_type: str
     label: str  # SQL-safe prefix of this column's aggregate labels
 
-    def aggregates(self) -> list[sa.Label[Any]]:
+    def aggregates(self, dialect: str) -> list[sa.Label[Any]]:
         column, field_type = self.column, self.field_type
         measures: dict[str, ColumnElement[Any]] = {"count": sa.func.count(column)}
         if field_type != "other":
@@ -115,7 +115,7 @@ class _ProfiledColumn:
             measures["mean"] = sa.func.avg(number)
             measures["mean_square"] = sa.func.avg(number * number)
         if field_type == "string":
-            length = sa.func.length(_as_text(column))
+            length = text_length(column, dialect)
             measures["min_length"], measures["max_length"] = (
                 sa.func.min(length),
                 sa.func.max(length),
@@ -171,7 +171,7 @@ def profile_table(
     ]
     record_count, fields = 0, {}
     for chunk in _chunks(columns, _COLUMNS_PER_AGGREGATE_STATEMENT):
-        aggregates = [label for column in chunk for label in column.aggregates()]
+        aggregates = [label for column in chunk for label in column.aggregates(conn.dialect.name)]
         statement = sa.select(sa.func.count().label("records"), *aggregates).select_from(source)
         row = conn.execute(statement).mappings().one()
         record_count = int(row["records"])
@@ -248,7 +248,12 @@ def _top_values(
 
 
 def _type_key(column: _ProfiledColumn, dialect: sa.Dialect) -> str:
-    return str(column.column.type.compile(dialect=dialect))
+    try:
+        return str(column.column.type.compile(dialect=dialect))
+    except sa.exc.CompileError:
+        # A type MySQL cannot name alone (VARCHAR without a length, as catalogued), though it
+        # casts to it (CHAR) fine.
+        return repr(column.column.type)
 
 
 def _by_frequency(pairs: list[tuple[Any, int]]) -> list[tuple[Any, int]]:

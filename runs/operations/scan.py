@@ -1,9 +1,11 @@
 """Scan: evaluate the active checks of each container by SQL push-down; record anomalies.
 
-Per container, one aggregate statement evaluates every active check in a single pass over the
-rows (``datastores.quality.checks.evaluate_sql``), then one bounded statement per failing check
-fetches example rows. Anomalies, the high-water mark and auto-resolution are stored in the
-unit's transaction, so a container's results are recorded whole or not at all.
+Per container, ``datastores.quality.checks.evaluate_sql`` evaluates every active check in as
+few passes as the dialect runs best (on PostgreSQL one parallel aggregate plus the distinct
+counts beside it, on up to ``Datastore.connection_limit`` connections of the Run), then one
+bounded statement per failing check fetches example rows. Anomalies, the high-water mark and
+auto-resolution are stored in the unit's transaction, so a container's results are recorded
+whole or not at all.
 
 Rollup: when more than ``rollup_threshold`` checks fail on one container, the container gets one
 anomaly summarising them (no check of its own, ``failed_count`` = the sum of the checks' failed
@@ -116,7 +118,15 @@ class Scan(Operation):
             "record_limit": config.record_limit,
             "high_water_column": high_water,
         }
-        evaluation = evaluate_sql(conn, table, list(specs.values()), now=now, **reading)
+        evaluation = evaluate_sql(
+            conn,
+            table,
+            list(specs.values()),
+            now=now,
+            more_connections=lambda index: _extra_connection(ctx, index),
+            max_connections=ctx.datastore.connection_limit,
+            **reading,
+        )
         records = evaluation.records_scanned
         # Table-level checks judge the whole table; a filtered or truncated read is not it.
         whole_table = where is None and (
@@ -208,6 +218,18 @@ class Scan(Operation):
             ctx.add_metrics({"tables_scanned": 1})
 
         return UnitResult(metrics, save=save)
+
+
+def _extra_connection(ctx, index: int):
+    """The Run's ``index``-th extra source connection, opened on first use and kept.
+
+    Opened through the Run context, so an Abort cancels their statements too, and they are
+    closed with the Run.
+    """
+    extras = ctx.state.setdefault("extra_connections", [])
+    while len(extras) <= index:
+        extras.append(ctx.connect(ctx.datastore.source_url))
+    return clean_connection(extras[index].conn)
 
 
 def _rollup(
