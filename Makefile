@@ -1,5 +1,5 @@
 # Small entry points; the scripts/ folder holds the full set-up and test runners.
-.PHONY: bench-activity bench-scan bench-checks
+.PHONY: bench-activity bench-scan bench-checks faults
 
 # Activity page benchmark: 10^6 Runs in the PostgreSQL database assay_bench (dropped and
 # recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`.
@@ -20,3 +20,12 @@ bench-scan:
 CHECKS_BENCH_ARGS ?= --anomalies 1000000 --checks 100000
 bench-checks:
 	.venv/bin/python bench/checks_anomalies.py $(CHECKS_BENCH_ARGS)
+
+# Fault injection (RELIABILITY.md): a private PostgreSQL cluster (port 55490) and Redis (6390)
+# with every Procfile process; kill, SIGSTOP, database and broker restarts. Measured times go
+# to var/faults-gw0.json. Override with e.g. `make faults FAULTS_TRIALS=10`.
+FAULTS_TRIALS ?= 5
+faults:
+	DATABASE_URL=$${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/assay} \
+	ASSAY_TEST_BROKER=redis FAULTS_TRIALS=$(FAULTS_TRIALS) \
+	.venv/bin/python -m pytest tests/test_faults.py -m faults -v

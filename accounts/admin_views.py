@@ -63,6 +63,8 @@ def profile(request):
             status = 422
     elif request.method == "POST":
         status = 400
+    # The page is mostly about tokens: the password field must not take the focus.
+    password_form.fields["old_password"].widget.attrs.pop("autofocus", None)
     response = render(request, "accounts/profile.html", {
         "password_form": password_form,
         "token_form": token_form,

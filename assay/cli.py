@@ -7,8 +7,11 @@ Scan uses (``datastores.quality.checks.evaluate_rows``).
 
 Exit codes: 0 done; 1 the server refused or could not be reached (its message is printed);
 2 bad usage or a local input problem (nothing was registered); 3 the work was registered but
-its outcome is bad (a Run that did not succeed with ``--wait``, anomalies with
-``--fail-on-anomalies``).
+its outcome is bad (a Run that ended Failure or Aborted with ``--wait`` or ``runs wait``, or
+with warnings under ``--fail-on-warnings``; anomalies with ``--fail-on-anomalies``).
+
+Reads (GET) are retried when the server drops a kept-alive connection under them: a long
+``--wait`` must not fail because one poll met a closed socket.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from typing import Any
 import httpx
 
 OK, API_FAILED, BAD_INPUT, BAD_OUTCOME = 0, 1, 2, 3
+# Methods whose repetition changes nothing more: safe to send again after a dropped connection.
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
+RETRIES = 3
 TERMINAL = {"success", "failure", "aborted"}
 
 
@@ -81,11 +87,19 @@ class Api:
             response.close()
 
     def _send(self, method: str, path: str, **kwargs):
-        request = self.client.build_request(method, path, **kwargs)
-        try:
-            response = self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise CliError(f"cannot reach {self.root}: {exc}", API_FAILED) from None
+        attempts = RETRIES if method in IDEMPOTENT else 1
+        for attempt in range(1, attempts + 1):
+            request = self.client.build_request(method, path, **kwargs)
+            try:
+                response = self.client.send(request, stream=True)
+                break
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError) as exc:
+                # A kept-alive connection the server (or a proxy) closed: a fresh one answers.
+                if attempt == attempts:
+                    raise CliError(f"cannot reach {self.root}: {exc}", API_FAILED) from None
+                time.sleep(0.2 * attempt)
+            except httpx.HTTPError as exc:
+                raise CliError(f"cannot reach {self.root}: {exc}", API_FAILED) from None
         if response.status_code >= 400:
             response.read()
             response.close()
@@ -291,6 +305,16 @@ def cmd_runs_launch(args: argparse.Namespace) -> int:
     _print_run_line(run, args.json)
     if not args.wait:
         return OK
+    return _wait(api, run, args)
+
+
+def cmd_runs_wait(args: argparse.Namespace) -> int:
+    api = connect(args)
+    return _wait(api, api.call("GET", f"/runs/{args.run_id}"), args)
+
+
+def _wait(api: Api, run: dict[str, Any], args: argparse.Namespace) -> int:
+    """Poll until the Run ends; its outcome is the exit code."""
     deadline = time.monotonic() + args.wait_timeout if args.wait_timeout else None
     while run["status"] not in TERMINAL:
         if deadline is not None and time.monotonic() > deadline:
@@ -299,12 +323,45 @@ def cmd_runs_launch(args: argparse.Namespace) -> int:
         time.sleep(args.poll)
         run = api.call("GET", f"/runs/{run['id']}")
     _print_run_line(run, args.json)
-    return OK if run["status"] == "success" else BAD_OUTCOME
+    if run["status"] != "success":
+        if not args.json and run["error"]:
+            print(f"  error: {run['error']}", file=sys.stderr)
+        return BAD_OUTCOME
+    if args.fail_on_warnings and run["has_warnings"]:
+        if not args.json:
+            print(f"  Run #{run['id']} has warnings (see: assay runs show {run['id']} --log)",
+                  file=sys.stderr)
+        return BAD_OUTCOME
+    return OK
 
 
 def cmd_runs_abort(args: argparse.Namespace) -> int:
     run = connect(args).call("POST", f"/runs/{args.run_id}/abort")
     _print_run_line(run, args.json)
+    return OK
+
+
+def cmd_runs_resume(args: argparse.Namespace) -> int:
+    return _new_run(args, "resume")
+
+
+def cmd_runs_rerun(args: argparse.Namespace) -> int:
+    return _new_run(args, "rerun")
+
+
+def _new_run(args: argparse.Namespace, action: str) -> int:
+    api = connect(args)
+    run = api.call("POST", f"/runs/{args.run_id}/{action}")
+    _print_run_line(run, args.json)
+    return _wait(api, run, args) if args.wait else OK
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    connect(args).call("DELETE", f"/runs/{args.run_id}")
+    if args.json:
+        print(json.dumps({"deleted": args.run_id}))
+    else:
+        print(f"Run #{args.run_id} deleted.")
     return OK
 
 
@@ -660,15 +717,38 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--destination", type=int, help="destination datastore id (Promote)")
     launch.add_argument("--wait", action="store_true",
                         help="wait until the Run ends; exit 3 unless it succeeded")
-    launch.add_argument("--wait-timeout", type=float, default=0, help="seconds; 0: no limit")
-    launch.add_argument("--poll", type=float, default=2.0, help="seconds between checks")
+    _wait_options(launch)
     launch.add_argument("--json", action="store_true", help="print the API's JSON")
     launch.set_defaults(handler=cmd_runs_launch)
+
+    wait = runs_commands.add_parser(
+        "wait", parents=[server], help="wait until a Run ends; exit 3 unless it succeeded")
+    wait.add_argument("run_id", type=_positive)
+    _wait_options(wait)
+    wait.add_argument("--json", action="store_true", help="print the API's JSON")
+    wait.set_defaults(handler=cmd_runs_wait)
 
     abort = runs_commands.add_parser("abort", parents=[server], help="abort a Run")
     abort.add_argument("run_id", type=_positive)
     abort.add_argument("--json", action="store_true", help="print the API's JSON")
     abort.set_defaults(handler=cmd_runs_abort)
+
+    for name, handler, what in (
+        ("resume", cmd_runs_resume, "a new Run over the units that did not succeed"),
+        ("rerun", cmd_runs_rerun, "a new Run with the same configuration"),
+    ):
+        again = runs_commands.add_parser(name, parents=[server], help=what)
+        again.add_argument("run_id", type=_positive)
+        again.add_argument("--wait", action="store_true",
+                           help="wait until the new Run ends; exit 3 unless it succeeded")
+        _wait_options(again)
+        again.add_argument("--json", action="store_true", help="print the API's JSON")
+        again.set_defaults(handler=handler)
+
+    delete = runs_commands.add_parser("delete", parents=[server], help="delete a finished Run")
+    delete.add_argument("run_id", type=_positive)
+    delete.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    delete.set_defaults(handler=cmd_runs_delete)
 
     show = runs_commands.add_parser("show", parents=[server], help="one Run")
     show.add_argument("run_id", type=_positive)
@@ -679,6 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
     _checks_parser(commands, server)
     _anomalies_parser(commands, server)
     return parser
+
+
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait-timeout", type=float, default=0, help="seconds; 0: no limit")
+    parser.add_argument("--poll", type=float, default=2.0, help="seconds between checks")
+    parser.add_argument("--fail-on-warnings", action="store_true",
+                        help="when waiting, exit 3 also if the Run succeeded with warnings")
 
 
 def _list_options(parser: argparse.ArgumentParser) -> None:

@@ -64,6 +64,8 @@ class Progress(Schema):
     done: int
     total: int | None
     unit: str
+    failed: int = Field(description="units among done that failed")
+    remaining: int | None = Field(description="units a Resume would do; null: never planned")
 
 
 class RunOut(Schema):
@@ -231,6 +233,8 @@ def run_json(run: Run, level: Level | None) -> dict[str, Any]:
             "done": run.progress_done,
             "total": run.progress_total,
             "unit": run.progress_unit,
+            "failed": run.progress_failed,
+            "remaining": run.units_remaining,
         },
         "metrics": run.metrics,
         "has_warnings": run.has_warnings,

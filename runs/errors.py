@@ -38,3 +38,11 @@ class InvalidInput(RunServiceError):
 
     status_code = 422
     code = "invalid"
+
+
+class Unavailable(RunServiceError):
+    """Something Assay needs is briefly unavailable (the broker, a Run row held by its worker):
+    nothing was changed, and the same request may be sent again."""
+
+    status_code = 503
+    code = "unavailable"

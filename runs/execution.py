@@ -17,118 +17,28 @@ import logging
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from datastores.models import Datastore
-from datastores.sources import SourceConnection, SourceError, describe_error
+from datastores.sources import SourceError, describe_error
+from notifications.events import run_finished
 from runs import fairness
 from runs.logs import append_log
 from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
 from runs.operations import get_operation
 from runs.operations.base import OperationConfig, Unit, UnitFailed, UnitResult
+from runs.operations.context import AbortRequested, RunContext, RunFenced
 
 logger = logging.getLogger(__name__)
-
-
-class RunFenced(Exception):
-    """This worker no longer owns the Run (finalised by someone else, or token replaced)."""
-
-
-class AbortRequested(Exception):
-    """The Run's abort flag is set; stop at this checkpoint."""
-
-
-class RunContext:
-    """What an operation sees of its Run: config, datastores, connections, logs, checkpoints."""
-
-    def __init__(self, run: Run, token: uuid.UUID, config: OperationConfig):
-        self.run = run
-        self.run_id = run.pk
-        self.token = token
-        self.config = config
-        self.datastore: Datastore = run.datastore
-        self.destination: Datastore | None = run.destination_datastore
-        self.metrics: dict[str, Any] = dict(run.metrics or {})
-        self.state: dict[str, Any] = {}  # per-Run scratch space of the operation
-        self.abort_event = threading.Event()
-        self.lost_event = threading.Event()
-        self._sources: list[SourceConnection] = []
-        self._sources_lock = threading.Lock()
-
-    # -- fencing -----------------------------------------------------------------------------
-    def owned(self) -> Q:
-        return Q(pk=self.run_id, status=RunStatus.RUNNING, worker_token=self.token)
-
-    def update_run(self, **fields) -> None:
-        if not Run.objects.filter(self.owned()).update(**fields):
-            raise RunFenced(self.run_id)
-
-    @contextmanager
-    def fenced(self):
-        """A transaction that commits only while this worker still owns the Run."""
-        with transaction.atomic():
-            self.update_run(heartbeat_at=Now())
-            yield
-
-    # -- abort -------------------------------------------------------------------------------
-    def checkpoint(self) -> None:
-        """Call between units and batches: raises when the Run must stop."""
-        if self.lost_event.is_set():
-            raise RunFenced(self.run_id)
-        if self.abort_event.is_set():
-            raise AbortRequested
-
-    @property
-    def stopping(self) -> bool:
-        return self.abort_event.is_set() or self.lost_event.is_set()
-
-    # -- logs and metrics --------------------------------------------------------------------
-    def log(self, message: str, *, level: str = LogLevel.INFO, container: str = "") -> None:
-        if not append_log(self.run_id, message, level=level, container=container, token=self.token):
-            raise RunFenced(self.run_id)
-
-    def add_metrics(self, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.metrics[key] = self.metrics.get(key, 0) + value
-            else:
-                self.metrics[key] = value
-
-    # -- datastores --------------------------------------------------------------------------
-    def connect(self, url: str) -> SourceConnection:
-        """Open a cancellable connection that lives until the Run ends."""
-        source = SourceConnection(url).__enter__()
-        with self._sources_lock:
-            self._sources.append(source)
-        return source
-
-    def source(self) -> SourceConnection:
-        if not hasattr(self, "_source"):
-            self._source = self.connect(self.datastore.source_url)
-        return self._source
-
-    def cancel_queries(self) -> None:
-        with self._sources_lock:
-            sources = list(self._sources)
-        for source in sources:
-            try:
-                source.cancel()
-            except Exception:  # cancelling is best effort; the checkpoint still stops the Run
-                logger.exception("cancel failed for run %s", self.run_id)
-
-    def close(self) -> None:
-        with self._sources_lock:
-            sources, self._sources = self._sources, []
-        for source in sources:
-            source.__exit__(None, None, None)
 
 
 class Watchdog(threading.Thread):
@@ -233,6 +143,7 @@ def claim(run_id: int) -> uuid.UUID | None:
 def execute_run(run_id: int) -> str:
     """Entry point of the Celery task. Returns a word for the worker log."""
     close_old_connections()
+    bound_idle_transactions()
     token = claim(run_id)
     if token is None:
         return "not-claimed"
@@ -258,29 +169,43 @@ def execute_run(run_id: int) -> str:
             logger.exception("run %s: could not dispatch the next Runs in line", run_id)
 
 
+def bound_idle_transactions() -> None:
+    """PostgreSQL ends this worker's transaction if it sits idle (a frozen worker) past
+    ``RUN_IDLE_IN_TRANSACTION_TIMEOUT``, releasing its Run's row lock; no transaction of a
+    worker spans a source query, so a healthy worker is never idle inside one for long."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                [f"{int(settings.RUN_IDLE_IN_TRANSACTION_TIMEOUT * 1000)}ms"],
+            )
+
+
 def _execute(ctx: RunContext, operation) -> str:
+    step = ctx.through_db_blips
     try:
-        ctx.log(f"{ctx.run.get_operation_display()} started on datastore {ctx.datastore.name}.")
-        units = _planned_units(ctx, operation)
-        operation.begin(ctx, units)
+        step(ctx.log,
+             f"{ctx.run.get_operation_display()} started on datastore {ctx.datastore.name}.")
+        units = step(_planned_units, ctx, operation)
+        step(operation.begin, ctx, units)
         for unit in units:
             ctx.checkpoint()
-            _process_unit(ctx, operation, unit)
+            step(_process_unit, ctx, operation, unit)
         ctx.checkpoint()
-        operation.finish(ctx)
+        step(operation.finish, ctx)
         ctx.checkpoint()
-        return _finalise(ctx, RunStatus.SUCCESS, "Finished.")
+        return step(_outcome, ctx, operation)
     except RunFenced:
         return "fenced"
     except AbortRequested:
-        return _finalise_abort(ctx)
+        return ctx.through_db_blips(_finalise_abort, ctx)
     except Exception as exc:
         if ctx.lost_event.is_set():
             return "fenced"
         if ctx.abort_event.is_set():
             # The cancelled query surfaced as a driver error: it is the abort, not a failure.
-            return _finalise_abort(ctx)
-        return _fail(ctx, exc)
+            return ctx.through_db_blips(_finalise_abort, ctx)
+        return ctx.through_db_blips(_fail, ctx, exc)
 
 
 def _planned_units(ctx: RunContext, operation) -> list[Unit]:
@@ -325,6 +250,7 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
         ctx.add_metrics(unit_metrics)
         ctx.update_run(
             progress_done=F("progress_done") + 1,
+            progress_failed=F("progress_failed") + (1 if error else 0),
             metrics=dict(ctx.metrics),
             heartbeat_at=Now(),
         )
@@ -345,10 +271,19 @@ def _process_unit(ctx: RunContext, operation, unit: Unit) -> None:
 
 
 def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
+    """End the Run, compare-and-set on ownership and, for any ending but Aborted, on there being
+    no accepted Abort: the row is locked first, so an Abort either commits before (this raises
+    ``AbortRequested`` and the Run ends Aborted) or finds the Run ended (and is refused)."""
+    where = ctx.owned()
+    if status != RunStatus.ABORTED:
+        where &= Q(abort_requested_at=None)
     with transaction.atomic():
-        level = LogLevel.ERROR if status == RunStatus.FAILURE else LogLevel.INFO
-        if not append_log(ctx.run_id, message, level=level, token=ctx.token, final=True):
+        if not Run.objects.select_for_update().filter(where).exists():
+            if status != RunStatus.ABORTED and Run.objects.filter(ctx.owned()).exists():
+                raise AbortRequested
             raise RunFenced(ctx.run_id)
+        level = LogLevel.ERROR if status == RunStatus.FAILURE else LogLevel.INFO
+        append_log(ctx.run_id, message, level=level, token=ctx.token, final=True)
         # Units cut short end with the Run's own outcome.
         RunContainer.objects.filter(
             run_id=ctx.run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
@@ -356,6 +291,7 @@ def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
         ctx.update_run(
             status=status, finished_at=Now(), metrics=dict(ctx.metrics), **fields
         )
+        run_finished(ctx.run_id, ctx.datastore.pk)
     return str(status)
 
 
@@ -381,7 +317,33 @@ def _fail(ctx: RunContext, exc: Exception) -> str:
     else:
         logger.exception("run %s failed", ctx.run_id)
         cause = f"Internal error ({type(exc).__name__}): {describe_error(exc, '')}"
+    return _fail_with(ctx, cause)
+
+
+def _fail_with(ctx: RunContext, cause: str) -> str:
     try:
         return _finalise(ctx, RunStatus.FAILURE, f"Run failed: {cause}", error=cause)
+    except AbortRequested:
+        return _finalise_abort(ctx)
     except RunFenced:
         return "fenced"
+
+
+def _outcome(ctx: RunContext, operation) -> str:
+    """Success, unless too many units failed (all of them, by default): then Failure."""
+    row = Run.objects.filter(pk=ctx.run_id).values("progress_total", "progress_failed").get()
+    total, failed = row["progress_total"] or 0, row["progress_failed"]
+    if failed and failed >= total * settings.RUN_FAILED_UNITS_SHARE:
+        label = operation.unit_label.lower()
+        cause = (f"all {total} {label} failed" if failed == total
+                 else f"{failed} of {total} {label} failed")
+        return _fail_with(ctx, cause)
+    return finish(ctx)
+
+
+def finish(ctx: RunContext) -> str:
+    """End the Run as a Success, or Aborted if an Abort was accepted first."""
+    try:
+        return _finalise(ctx, RunStatus.SUCCESS, "Finished.")
+    except AbortRequested:
+        return _finalise_abort(ctx)

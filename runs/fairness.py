@@ -32,6 +32,7 @@ from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 
 from datastores.models import Datastore
+from runs.dispatch import send_or_keep as enqueue
 from runs.models import Operation, Run, RunStatus
 
 # What a Run writes besides its own rows: Runs writing the same thing on overlapping
@@ -80,8 +81,6 @@ def enqueue_or_wait(run_id: int) -> None:
     Then a burst of Runs on one datastore costs the workers nothing until their turn, and
     the messages of other datastores' Runs are not queued behind theirs.
     """
-    from runs.services import enqueue
-
     with transaction.atomic():
         run = Run.objects.filter(_IN_LINE, pk=run_id).values("datastore_id").first()
         if run is None:  # a Promote (it starts running), or already claimed or aborted
@@ -100,8 +99,6 @@ def enqueue_or_wait(run_id: int) -> None:
 
 def dispatch_line(datastore_id: int) -> int:
     """Send the messages of the Runs at the head of the datastore's line that have none."""
-    from runs.services import enqueue
-
     with transaction.atomic():
         limit = _lock_datastore(datastore_id)
         free = limit - Run.objects.filter(_OCCUPYING, datastore_id=datastore_id).count()

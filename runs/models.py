@@ -103,6 +103,8 @@ class Run(models.Model):
     send_count = models.PositiveSmallIntegerField(db_default=0)
 
     progress_done = models.PositiveIntegerField(default=0)
+    # Units among progress_done that failed: the outcome and what a Resume has left to do.
+    progress_failed = models.PositiveIntegerField(db_default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     progress_unit = models.CharField(max_length=24, blank=True, default="")
     metrics = models.JSONField(default=dict)
@@ -195,6 +197,13 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def units_remaining(self) -> int | None:
+        """Units a Resume would do again (failed or never done); None: never planned."""
+        if self.progress_total is None:
+            return None
+        return self.progress_total - self.progress_done + self.progress_failed
 
     @property
     def is_aborting(self) -> bool:

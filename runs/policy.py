@@ -70,7 +70,14 @@ def available_actions(run: Run, level: Level | None) -> list[Action]:
     # A requested abort is pending: asking again would change nothing, so don't offer it.
     if run.abort_requested_at is not None and Action.ABORT in actions:
         actions.remove(Action.ABORT)
+    if nothing_to_resume(run) and Action.RESUME in actions:
+        actions.remove(Action.RESUME)
     return actions
+
+
+def nothing_to_resume(run: Run) -> bool:
+    """Every planned unit succeeded: a Resume would be an empty Run."""
+    return run.units_remaining == 0
 
 
 # -- checks and anomalies ----------------------------------------------------------------------

@@ -13,7 +13,9 @@ from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
 from runs.errors import InvalidConfig, InvalidInput, NotFound, PermissionDenied, RunServiceError
+from runs.locks import limit_session_lock_waits
 from runs.models import FiringOutcome, Operation, Schedule, ScheduleFiring, Via
+from runs.services import authorize_datastore, run_launch
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ def fire_due(now: datetime | None = None) -> int:
     neither. Whatever one schedule does (refused, invalid, a bug) is recorded and never stops
     the others.
     """
+    limit_session_lock_waits()
     now = now or timezone.now()
     fired = 0
     due = list(
@@ -71,8 +74,6 @@ def fire_due(now: datetime | None = None) -> int:
 
 
 def _fire(schedule: Schedule, now: datetime) -> str | None:
-    from runs.services import run_launch
-
     try:
         with transaction.atomic():
             if not _claim(schedule, now):
@@ -112,8 +113,6 @@ class ScheduleRefused(Exception):
 
 def owner_refusal(schedule: Schedule) -> str:
     """Why the schedule's owner may not launch it now ("" when they may)."""
-    from runs.services import authorize_datastore
-
     owner = schedule.created_by
     if owner is None:
         return "Its owner was deleted."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from pydantic import ValidationError
@@ -15,9 +15,11 @@ from assay.input_checks import find_nul
 from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
+from notifications.events import run_finished
 from runs import fairness
 from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
+from runs.locks import brief_lock_waits
 from runs.logs import append_log
 from runs.models import (
     ACTIVE_STATUSES,
@@ -33,7 +35,7 @@ from runs.models import (
     Via,
 )
 from runs.operations import get_operation
-from runs.policy import Action, allowed_in_state, level_allows
+from runs.policy import Action, allowed_in_state, level_allows, nothing_to_resume
 
 
 # -- permission --------------------------------------------------------------------------------
@@ -58,9 +60,11 @@ def authorize_action(user: User, run: Run, action: Action) -> None:
         raise PermissionDenied(f"You need the Editor permission on {run.datastore.name}.")
     if not allowed_in_state(action, status=run.status, operation=run.operation):
         raise ActionNotAllowed(
-            f"{action.label} is not available for a {run.get_status_display()} "
-            f"{run.get_operation_display()} Run."
+            f"{action.label} is not available: Run #{run.pk} ({run.get_operation_display()}) "
+            f"is {run.get_status_display()}."
         )
+    if action == Action.RESUME and nothing_to_resume(run):
+        raise ActionNotAllowed(f"Nothing to resume: every unit of Run #{run.pk} succeeded.")
 
 
 def refuse_destination_unless_promote(operation: str, given: bool) -> None:
@@ -174,6 +178,7 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
             started_at=now if starts_running else None,
             heartbeat_at=now if starts_running else None,
             enqueued_at=now,
+            send_count=0 if operation == Operation.EXTERNAL_SCAN else 1,
             resumed_from=resumed_from,
             rerun_of=rerun_of,
             progress_total=len(units) if units is not None else None,
@@ -189,38 +194,43 @@ def _create_run(*, operation, datastore, destination, config, user, via, schedul
         )
         append_log(run.pk, f"Launched by {who} via {run.get_triggered_via_display()}.")
         if operation != Operation.EXTERNAL_SCAN:
-            # A Run behind a full datastore waits in line without a message (runs.fairness).
+            # A Run behind a full datastore waits in line without a message (runs.fairness);
+            # a message the broker refuses leaves the Run in the outbox (runs.dispatch).
             transaction.on_commit(lambda: fairness.enqueue_or_wait(run.pk))
     return run
 
 
-def enqueue(run_id: int) -> None:
-    from runs.tasks import execute_run
-
-    execute_run.delay(run_id)
-
-
 # -- actions -----------------------------------------------------------------------------------
 def run_abort(*, run: Run, user: User) -> Run:
-    """Queued: aborted at once. Running: flag it; the worker (or the reaper) lands it."""
+    """Queued: aborted at once. Running: flag it; the worker (or the reaper) lands it.
+
+    The rule: once this returns, the Run ends Aborted by ``user``, whatever its worker is
+    doing. The flag is a compare-and-set (the first Abort wins, a second changes nothing), and
+    every other ending re-checks it in the same transaction (``execution._finalise``, the
+    reaper). A Run that already ended is refused (409). Never waits behind its worker's row
+    lock: ``Unavailable`` (503, nothing changed) instead.
+    """
     authorize_action(user, run, Action.ABORT)
     who = {"abort_requested_at": Now(), "abort_requested_by": user}
     # Nobody owns a queued Run, nor a running one without a worker (External Scan, an
     # unclaimed Promote): those land on aborted immediately.
     unowned = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, worker_token=None)
-    if transition(
-        run.pk,
-        where=unowned,
-        to=RunStatus.ABORTED,
-        log=f"Aborted by {user.display_name}.",
-        fields={**who, "aborted_by_kind": ActorKind.USER, "aborted_by_user": user},
-    ):
-        return _reload(run)
-    flagged = Run.objects.filter(
-        pk=run.pk, status=RunStatus.RUNNING, abort_requested_at=None
-    ).update(**who)
-    if flagged:
-        append_log(run.pk, f"Abort requested by {user.display_name}.")
+    with brief_lock_waits():
+        if transition(
+            run.pk,
+            where=unowned,
+            to=RunStatus.ABORTED,
+            log=f"Aborted by {user.display_name}.",
+            fields={**who, "aborted_by_kind": ActorKind.USER, "aborted_by_user": user},
+        ):
+            return _reload(run)
+    with brief_lock_waits():
+        # Flag and log line commit together: two Aborts racing leave exactly one line.
+        flagged = Run.objects.filter(
+            pk=run.pk, status=RunStatus.RUNNING, abort_requested_at=None
+        ).update(**who)
+        if flagged:
+            append_log(run.pk, f"Abort requested by {user.display_name}.")
     run = _reload(run)
     # A worker may land this very abort before the reload: that is success, not a conflict.
     if not flagged and run.status not in ACTIVE_STATUSES:
@@ -228,16 +238,52 @@ def run_abort(*, run: Run, user: User) -> Run:
     return run
 
 
+def unfinished_units(run: Run) -> list[RunContainer] | None:
+    """The units a Resume of ``run`` would process (None: the Run did not plan units)."""
+    if run.progress_total is None:
+        return None
+    return list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
+
+
 def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
-    """A new Run over the original's units that did not finish; the original is untouched."""
+    """A new Run over the units that did not succeed; the original is untouched.
+
+    A Run is resumed once: resuming it again continues from the latest Run of its chain (the
+    Resume of its Resume...). Two Resumes at the same moment make one Run (the database's
+    ``run_resumed_once`` constraint); the other is refused.
+    """
     authorize_action(user, run, Action.RESUME)
-    units = None
-    if run.progress_total is not None:
-        units = list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
-    return run_launch(
-        user=user, datastore=run.datastore, operation=run.operation, config=run.config,
-        via=via, destination=run.destination_datastore, resumed_from=run, units=units,
-    )
+    latest = _latest_resume(run)
+    if latest.pk != run.pk:
+        if latest.is_active:
+            raise ActionNotAllowed(
+                f"Run #{run.pk} was already resumed as Run #{latest.pk}, which has not ended."
+            )
+        try:
+            authorize_action(user, latest, Action.RESUME)
+        except ActionNotAllowed as exc:
+            raise ActionNotAllowed(
+                f"Run #{run.pk} was already resumed as Run #{latest.pk} "
+                f"({latest.get_status_display()}). {exc.detail}"
+            ) from None
+        run = latest
+    units = unfinished_units(run)
+    try:
+        with transaction.atomic():
+            return run_launch(
+                user=user, datastore=run.datastore, operation=run.operation, config=run.config,
+                via=via, destination=run.destination_datastore, resumed_from=run, units=units,
+            )
+    except IntegrityError:
+        resumed = Run.objects.filter(resumed_from=run).values_list("pk", flat=True).first()
+        raise ActionNotAllowed(f"Run #{run.pk} was just resumed as Run #{resumed}.") from None
+
+
+def _latest_resume(run: Run) -> Run:
+    """The last Run of ``run``'s chain of Resumes (``run`` itself when it was never resumed)."""
+    while (following := Run.objects.filter(resumed_from=run).first()) is not None:
+        run = following
+    return run
 
 
 def run_rerun(*, run: Run, user: User, via: str = Via.WEB) -> Run:
@@ -253,22 +299,7 @@ def run_delete(*, run: Run, user: User) -> None:
     """Remove the Run, its units and logs; keep what it produced; record who did it."""
     authorize_action(user, run, Action.DELETE)
     with transaction.atomic():
-        RunDeletion.objects.create(
-            run_id=run.pk,
-            operation=run.operation,
-            status=run.status,
-            datastore_id=run.datastore_id,
-            datastore_name=run.datastore.name,
-            deleted_by=user,
-            deleted_by_name=user.username,
-            snapshot={
-                "config": run.config,
-                "metrics": run.metrics,
-                "created_at": run.created_at.isoformat(),
-                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                "triggered_by": run.triggered_by_name,
-            },
-        )
+        deletion_record(run, deleted_by=user, deleted_by_name=user.username).save()
         deleted, _ = Run.objects.filter(pk=run.pk, status__in=TERMINAL_STATUSES).delete()
         if not deleted:
             transaction.set_rollback(True)
@@ -280,6 +311,69 @@ def run_delete(*, run: Run, user: User) -> None:
         }, None, object_name=f"#{run.pk} {run.get_operation_display()}")
 
 
+def deletion_record(run: Run, *, deleted_by: User | None, deleted_by_name: str) -> RunDeletion:
+    """The audit record of a Run about to be deleted (unsaved), with a snapshot of what it was."""
+    return RunDeletion(
+        run_id=run.pk,
+        operation=run.operation,
+        status=run.status,
+        datastore_id=run.datastore_id,
+        datastore_name=run.datastore.name,
+        deleted_by=deleted_by,
+        deleted_by_name=deleted_by_name,
+        snapshot={
+            "config": run.config,
+            "metrics": run.metrics,
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "triggered_by": run.triggered_by_name,
+        },
+    )
+
+
+# -- bulk ------------------------------------------------------------------------------------
+class BulkOutcome:
+    """What happened to one Run of a bulk action, as the result summary words it."""
+
+    ABORTED = "aborted"
+    STOPPING = "stopping (abort requested, the worker lands it)"
+    DELETED = "deleted"
+    ALREADY_ENDED = "already finished"
+    STILL_ACTIVE = "still active (not deleted)"
+    NOT_ALLOWED = "not allowed (Editor permission needed)"
+    GONE = "no longer there"
+
+
+BULK_ACTIONS = (Action.ABORT, Action.DELETE)
+
+
+def run_bulk(*, user: User, action: Action, runs: list[Run]) -> dict[str, list[int]]:
+    """Abort or Delete each Run through the same service as one at a time (so the policy
+    table decides for each), and say per Run what happened: {outcome: [run ids]}."""
+    if action not in BULK_ACTIONS:
+        raise ActionNotAllowed(f"{action.label} is not offered for several Runs at once.")
+    outcomes: dict[str, list[int]] = {}
+    for run in runs:
+        outcomes.setdefault(_bulk_one(user, action, run), []).append(run.pk)
+    order = list(vars(BulkOutcome).values())  # the summary reads in the class's order
+    return {key: sorted(outcomes[key]) for key in sorted(outcomes, key=order.index)}
+
+
+def _bulk_one(user: User, action: Action, run: Run) -> str:
+    try:
+        if action == Action.ABORT:
+            ended = run_abort(run=run, user=user).status == RunStatus.ABORTED
+            return BulkOutcome.ABORTED if ended else BulkOutcome.STOPPING
+        run_delete(run=run, user=user)
+        return BulkOutcome.DELETED
+    except PermissionDenied:
+        return BulkOutcome.NOT_ALLOWED
+    except NotFound:
+        return BulkOutcome.GONE
+    except ActionNotAllowed:
+        return BulkOutcome.ALREADY_ENDED if action == Action.ABORT else BulkOutcome.STILL_ACTIVE
+
+
 # -- transitions -------------------------------------------------------------------------------
 def transition(
     run_id: int,
@@ -289,6 +383,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     log: str | None = None,
     level: str = LogLevel.INFO,
+    skip_locked: bool = False,
 ) -> bool:
     """Compare-and-set ``status`` to a terminal ``to`` where ``where`` still holds.
 
@@ -299,9 +394,12 @@ def transition(
     """
     where &= Q(status__in=ACTIVE_STATUSES)
     with transaction.atomic():
+        # Housekeeping skips a row its worker holds (about to commit, or frozen: nobody queues
+        # behind a frozen one); a user's request waits at most RUN_LOCK_TIMEOUT for it.
+        locked = Run.objects.select_for_update(skip_locked=skip_locked)
+        if not locked.filter(where, pk=run_id).exists():
+            return False
         if log is not None:
-            if not Run.objects.select_for_update().filter(where, pk=run_id).exists():
-                return False
             append_log(run_id, log, level=level, final=True)
         extra = {"finished_at": Now()} if to in TERMINAL_STATUSES else {}
         if to in TERMINAL_STATUSES:
@@ -314,6 +412,8 @@ def transition(
         won = Run.objects.filter(where, pk=run_id).update(status=to, **extra, **(fields or {}))
         if not won:
             transaction.set_rollback(True)
+        elif to in TERMINAL_STATUSES:
+            run_finished(run_id)
         return bool(won)
 
 

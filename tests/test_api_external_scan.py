@@ -58,7 +58,8 @@ def test_full_flow_records_units_anomalies_metrics_and_logs(client, datastore, c
     run = open_scan(client, datastore, {"containers": ["orders"], "source": "nightly pipeline"})
     assert run["operation"] == "external_scan" and run["status"] == "running"
     assert run["started_at"] is not None
-    assert run["progress"] == {"done": 0, "total": 1, "unit": "Containers"}
+    assert run["progress"] == {"done": 0, "total": 1, "unit": "Containers", "failed": 0,
+                               "remaining": 1}
     assert run["config"] == {"containers": ["orders"], "source": "nightly pipeline"}
     assert run["actions"] == ["abort"]
     assert RunContainer.objects.get(run_id=run["id"]).status == "queued"
@@ -68,7 +69,8 @@ def test_full_flow_records_units_anomalies_metrics_and_logs(client, datastore, c
     fed = response.json()
     assert fed["status"] == "running"
     assert fed["metrics"] == {"records_scanned": 1000, "anomalies_identified": 2}
-    assert fed["progress"] == {"done": 1, "total": 1, "unit": "Containers"}
+    assert fed["progress"] == {"done": 1, "total": 1, "unit": "Containers", "failed": 0,
+                               "remaining": 0}
 
     unit = RunContainer.objects.get(run_id=run["id"])
     assert (unit.status, unit.container_id) == ("success", container.pk)
@@ -107,7 +109,8 @@ def test_unannounced_containers_are_counted_as_they_arrive(client, datastore, ca
                                              "results": []})
     assert other.status_code == 200
     done = client.post(f"/api/v1/external-scans/{run['id']}/finish").json()
-    assert done["progress"] == {"done": 2, "total": 2, "unit": "Containers"}
+    assert done["progress"] == {"done": 2, "total": 2, "unit": "Containers", "failed": 0,
+                                "remaining": 0}
     assert done["metrics"] == {"records_scanned": 1005, "anomalies_identified": 2}
     assert list(RunContainer.objects.filter(run_id=run["id"]).values_list("name", "position")) \
         == [("orders", 0), ("customers", 1)]
@@ -132,7 +135,8 @@ def test_announced_containers_without_results_end_as_warnings(client, datastore,
     post_results(client, run["id"], orders_results(checks))
     done = client.post(f"/api/v1/external-scans/{run['id']}/finish").json()
     assert done["status"] == "success" and done["has_warnings"] is True
-    assert done["progress"] == {"done": 1, "total": 2, "unit": "Containers"}
+    assert done["progress"] == {"done": 1, "total": 2, "unit": "Containers", "failed": 0,
+                                "remaining": 1}
     missing = RunContainer.objects.get(run_id=run["id"], name="customers")
     assert missing.status == "failure" and missing.error == "No results were registered."
 

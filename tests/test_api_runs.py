@@ -119,7 +119,8 @@ def test_run_json_has_exactly_the_documented_shape(editor, datastore):
     assert body["datastore"] == {"id": datastore.pk, "name": "warehouse"}
     assert body["triggered_by"] == {"kind": "user", "name": "editor", "via": "web"}
     assert body["aborted_by"] is None and body["abort_requested"] is False
-    assert body["progress"] == {"done": 1, "total": 4, "unit": "Tables"}
+    assert body["progress"] == {"done": 1, "total": 4, "unit": "Tables", "failed": 0,
+                                "remaining": 3}
     assert body["metrics"] == {"records_scanned": 10}
     assert body["duration_s"] >= 5 and body["finished_at"] is None
     assert body["actions"] == ["abort"] and body["error"] is None

@@ -1,9 +1,12 @@
 """The ``assay`` CLI, run as a real subprocess against a live server over real HTTP."""
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from datastores.models import Anomaly, Datastore
 from runs.models import Run, RunContainer
 from tests.api_support import orders_container, token_for
 from tests.conftest import wait_for
+from tests.ui_support import make_run
 
 ASSAY = Path(sys.executable).parent / "assay"
 
@@ -225,3 +229,97 @@ def test_a_refused_registration_aborts_the_run_it_opened(live_server, scan_setup
     assert_clean_failure(result, 1, f"Run #{run.pk}:", "Request body too large", "HTTP 413")
     assert run.status == "aborted" and run.aborted_by_user.username == "editor"
     assert not Anomaly.objects.exists()
+
+
+# -- runs wait / resume / rerun / delete ---------------------------------------------------------
+@pytest.fixture
+def cli_editor(transactional_db, editor):
+    return ["--token", token_for(editor)]
+
+
+def test_runs_wait_exits_3_on_failure_and_aborted(live_server, cli_editor, datastore):
+    failed = make_run(datastore, status="failure", error="all 3 tables failed")
+    aborted = make_run(datastore, status="aborted")
+    result = assay("runs", "wait", failed.pk, "--url", live_server.url, *cli_editor)
+    assert_clean_failure(result, 3, "error: all 3 tables failed")
+    assert result.stdout.strip() == f"Run #{failed.pk} scan on {datastore.name}: failure"
+    result = assay("runs", "wait", aborted.pk, "--url", live_server.url, *cli_editor)
+    assert result.returncode == 3 and result.stdout.strip().endswith(": aborted")
+
+
+def test_fail_on_warnings_turns_a_success_with_warnings_into_exit_3(live_server, cli_editor,
+                                                                    datastore):
+    run = make_run(datastore, status="success", has_warnings=True)
+    plain = assay("runs", "wait", run.pk, "--url", live_server.url, *cli_editor)
+    assert plain.returncode == 0, plain.stderr
+    strict = assay("runs", "wait", run.pk, "--fail-on-warnings", "--url", live_server.url,
+                   *cli_editor)
+    assert_clean_failure(strict, 3, f"Run #{run.pk} has warnings")
+    clean = make_run(datastore, status="success")
+    assert assay("runs", "wait", clean.pk, "--fail-on-warnings", "--url", live_server.url,
+                 *cli_editor).returncode == 0
+
+
+def test_runs_rerun_resume_and_delete(live_server, cli_editor, datastore):
+    done = make_run(datastore, status="aborted", progress_total=2, progress_done=2)
+    refused = assay("runs", "resume", done.pk, "--url", live_server.url, *cli_editor)
+    assert_clean_failure(refused, 1, "Nothing to resume", "HTTP 409")
+    rerun = assay("runs", "rerun", done.pk, "--url", live_server.url, *cli_editor)
+    assert rerun.returncode == 0, rerun.stderr
+    new = Run.objects.get(rerun_of=done.pk)
+    assert rerun.stdout.strip() == f"Run #{new.pk} scan on {datastore.name}: queued"
+    deleted = assay("runs", "delete", done.pk, "--url", live_server.url, *cli_editor)
+    assert deleted.stdout.strip() == f"Run #{done.pk} deleted."
+    assert not Run.objects.filter(pk=done.pk).exists()
+    again = assay("runs", "delete", done.pk, "--url", live_server.url, *cli_editor)
+    assert_clean_failure(again, 1, "HTTP 404")
+
+
+def test_a_dropped_keep_alive_connection_is_retried_for_reads(live_server, cli_editor,
+                                                              datastore):
+    """A proxy in front of the server drops the first connection without an answer: the read
+    is sent again on a fresh one, and ``runs wait`` reports the Run's real outcome."""
+    run = make_run(datastore, status="success")
+    with dropping_proxy(live_server.url, drops=1) as url:
+        result = assay("runs", "wait", run.pk, "--url", url, *cli_editor)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"Run #{run.pk} scan on {datastore.name}: success"
+    with dropping_proxy(live_server.url, drops=5) as url:
+        result = assay("runs", "wait", run.pk, "--url", url, *cli_editor)
+    assert_clean_failure(result, 1, "cannot reach")
+
+
+@contextlib.contextmanager
+def dropping_proxy(target: str, *, drops: int):
+    """A TCP proxy to ``target`` that closes its first ``drops`` connections unanswered."""
+    host, port = target.removeprefix("http://").split(":")
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen = [0]
+
+    def pump(a, b):
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)
+
+    def serve():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            seen[0] += 1
+            if seen[0] <= drops:
+                client.recv(65536)
+                client.close()
+                continue
+            upstream = socket.create_connection((host, int(port)))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()

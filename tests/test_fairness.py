@@ -111,7 +111,7 @@ def test_wait_reasons_say_where_each_run_waits():
 
 def test_an_ending_run_sends_the_head_of_the_line(django_capture_on_commit_callbacks, monkeypatch):
     sent: list[int] = []
-    monkeypatch.setattr("runs.services.enqueue", sent.append)
+    monkeypatch.setattr("runs.fairness.enqueue", sent.append)
     store = DatastoreFactory(run_limit=2)
     running = queued(store)
     assert claim(running.pk) is not None
@@ -190,7 +190,7 @@ def test_a_run_behind_a_full_datastore_gets_no_message_until_its_turn(
     from runs.services import run_launch
 
     sent: list[int] = []
-    monkeypatch.setattr("runs.services.enqueue", sent.append)
+    monkeypatch.setattr("runs.fairness.enqueue", sent.append)
     datastore.run_limit = 2
     datastore.save()
     with django_capture_on_commit_callbacks(execute=True):

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from runs.dispatch import send_execute
 from runs.models import ActorKind, Run, RunStatus
-from runs.services import enqueue, run_launch
+from runs.services import run_launch
 from tests.conftest import WorkerProcess, purge_queue, wait_for
 from tests.test_browser import SLICES, slow_scan_source
 
@@ -89,7 +90,7 @@ def test_a_burst_on_one_datastore_does_not_hold_up_another(
             )
         )
         for run_id in waiting:
-            enqueue(run_id)
+            send_execute(run_id)
         finished_before = Run.objects.filter(datastore=busy, status=RunStatus.SUCCESS).count()
         wait_for(
             lambda: Run.objects.filter(datastore=busy, status=RunStatus.SUCCESS).count()

@@ -14,6 +14,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from datastores.models import Anomaly, Check, Container
+from runs.dispatch import send_execute
 from runs.errors import ActionNotAllowed, NotFound, PermissionDenied
 from runs.execution import RunContext, RunFenced, _finalise, claim
 from runs.logs import append_log
@@ -443,17 +444,54 @@ def test_reaper_requeues_unclaimed_queued_run_once(datastore, settings):
     settings.RUN_REQUEUE_AFTER = 60
     purge_queue()
     old = timezone.now() - timedelta(seconds=120)
-    lost = RunFactory(datastore=datastore, enqueued_at=old)
-    recent = RunFactory(datastore=datastore, enqueued_at=timezone.now())
+    lost = RunFactory(datastore=datastore, enqueued_at=old, send_count=1)
+    recent = RunFactory(datastore=datastore, enqueued_at=timezone.now(), send_count=1)
     assert reap()["requeued"] == 1
     lost.refresh_from_db()
-    assert lost.enqueued_at > old
+    assert lost.enqueued_at > old and lost.send_count == 2
     assert lost.status == RunStatus.QUEUED
     assert broker_messages() == [("runs.execute_run", [lost.pk])]
     # Within the delay the reaper does not send it again.
     assert reap()["requeued"] == 0
     assert broker_messages() == [("runs.execute_run", [lost.pk])]
     assert Run.objects.get(pk=recent.pk).enqueued_at == recent.enqueued_at
+    purge_queue()
+
+
+def test_a_run_whose_message_was_never_sent_is_sent_at_once_oldest_first(datastore):
+    """The broker was down at launch: the Run row is the outbox, sent by the next pass."""
+    purge_queue()
+    unsent = [RunFactory(datastore=datastore, enqueued_at=timezone.now(), send_count=0)
+              for _ in range(3)]
+    assert reap()["requeued"] == 3
+    # (Redis lists hold the newest first: compared as a set.)
+    assert sorted(broker_messages()) == [("runs.execute_run", [run.pk]) for run in unsent]
+    assert set(Run.objects.values_list("send_count", flat=True)) == {1}
+    assert reap()["requeued"] == 0
+    purge_queue()
+
+
+def test_re_sends_back_off_and_spare_messages_still_in_the_broker(datastore, settings):
+    """Re-sent only as many as the broker is missing, oldest first; each Run's next re-send
+    waits twice as long as its last."""
+    settings.RUN_REQUEUE_AFTER = 60
+    purge_queue()
+    old = timezone.now() - timedelta(seconds=150)
+    waiting = [RunFactory(datastore=datastore, enqueued_at=old, send_count=1) for _ in range(4)]
+    send_execute(waiting[0].pk)  # two messages are still in the broker: two are missing
+    send_execute(waiting[1].pk)
+    assert reap()["requeued"] == 2
+    messages = sorted(args[0] for _, args in broker_messages())
+    assert messages == sorted([waiting[0].pk, waiting[1].pk] * 2)  # the oldest, not the newest
+    resent = [waiting[0].pk, waiting[1].pk]
+    purge_queue()
+    # Sent twice now: the next re-send waits 2 x 60 s, not 60 s.
+    Run.objects.filter(pk__in=resent).update(enqueued_at=timezone.now() - timedelta(seconds=90))
+    Run.objects.exclude(pk__in=resent).update(enqueued_at=timezone.now())
+    assert reap()["requeued"] == 0
+    Run.objects.filter(pk__in=resent).update(enqueued_at=timezone.now() - timedelta(seconds=121))
+    assert reap()["requeued"] == 2
+    assert set(Run.objects.filter(pk__in=resent).values_list("send_count", flat=True)) == {3}
     purge_queue()
 
 
@@ -464,10 +502,10 @@ def test_reaper_leaves_fresh_runs_alone(datastore, editor, settings):
     fresh, _ = running_run(datastore)
     aborting, _ = running_run(datastore)
     run_abort(run=aborting, user=editor)
-    queued = RunFactory(datastore=datastore, enqueued_at=timezone.now())
+    queued = RunFactory(datastore=datastore, enqueued_at=timezone.now(), send_count=1)
     finished = terminal_run(datastore, RunStatus.SUCCESS, heartbeat_at=timezone.now() - HOUR_AGO)
     before = {r.pk: raw_row(r.pk) for r in (fresh, aborting, queued, finished)}
-    assert reap() == {"lost": 0, "aborted": 0, "requeued": 0}
+    assert reap() == {"lost": 0, "aborted": 0, "requeued": 0, "timed_out": 0}
     assert {pk: raw_row(pk) for pk in before} == before
 
 

@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -27,13 +28,17 @@ from django.utils import timezone
 import tests.conftest as conftest
 from accounts.models import User
 from datastores.sources import SourceError
-from runs.errors import ActionNotAllowed
-from runs.execution import RunContext, RunFenced, _fail, _finalise, _finalise_abort, claim
+from runs.errors import ActionNotAllowed, Unavailable
+from runs.execution import RunContext, RunFenced, _fail, _finalise_abort, claim, finish
 from runs.models import Run, RunLogEntry, RunStatus
 from runs.operations.base import OperationConfig
 from runs.reaper import reap
-from runs.services import run_abort
+from runs.services import run_abort, run_resume
+from tests.api_support import bearer
 from tests.factories import RunFactory
+from tests.profile_scan_support import synced_demo_source
+from tests.test_run_lifecycle import running_run
+from tests.test_truthful_outcomes import aborted_half_way
 
 pytestmark = pytest.mark.postgres
 
@@ -85,8 +90,8 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
     if role in ("finish", "fail", "ack_abort", "stale_finish"):
         ctx = worker_context(run_id, token if role != "stale_finish" else uuid.uuid4())
         return fenced({
-            "finish": lambda: _finalise(ctx, RunStatus.SUCCESS, "Finished."),
-            "stale_finish": lambda: _finalise(ctx, RunStatus.SUCCESS, "Finished."),
+            "finish": lambda: finish(ctx),
+            "stale_finish": lambda: finish(ctx),
             "fail": lambda: _fail(ctx, SourceError("the source went away")),
             "ack_abort": lambda: _finalise_abort(ctx),
         }[role])
@@ -96,7 +101,7 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
             if mine is None:
                 return "not-claimed"
             ctx = worker_context(run_id, mine)
-            return fenced(lambda: _finalise(ctx, RunStatus.SUCCESS, "Finished."))()
+            return fenced(lambda: finish(ctx))()
 
         return claim_and_finish
     if role == "reap":
@@ -114,6 +119,10 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
                 result = run_abort(run=run, user=user)
             except ActionNotAllowed:
                 return "too-late"
+            except Unavailable:
+                # The row was held longer than RUN_LOCK_TIMEOUT by another racer's ending:
+                # refused with nothing changed, by design, instead of waiting.
+                return "busy"
             return "aborted" if result.status == RunStatus.ABORTED else "flagged"
 
         return abort
@@ -304,3 +313,67 @@ def test_processes_race_to_end_a_run(transactional_db, datastore, editor):
         played = [(PROCESS_ROLES[scenario][p], outcomes[p][i]) for p in range(PROCESSES)]
         wins[scenario][judge(run_id, played, SCENARIOS[scenario][1], editor)] += 1
     print(f"processes: winners over {ROUNDS} rounds each: {wins}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_resumes_make_exactly_one_run(tmp_path, monkeypatch, datastore, editor):
+    """8 Resumes of one Run at the same moment: one new Run (a database constraint), seven
+    refusals naming it."""
+    with synced_demo_source("sqlite", tmp_path, datastore, editor):
+        _race_resumes(monkeypatch, datastore, editor)
+
+
+def _race_resumes(monkeypatch, datastore, editor):
+    original = aborted_half_way(monkeypatch, datastore, editor)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def resume():
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(f"run {run_resume(run=original, user=editor).pk}")
+        except ActionNotAllowed as exc:
+            outcomes.append(exc.detail)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=resume) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    [resumed] = Run.objects.filter(resumed_from=original)
+    assert sorted(outcomes).count(f"run {resumed.pk}") == 1
+    assert len(outcomes) == 8
+    assert all(o == f"run {resumed.pk}" or f"resumed as Run #{resumed.pk}" in o
+               for o in outcomes), outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_abort_never_waits_behind_a_worker_holding_the_run_row(datastore, editor):
+    """A worker (here: another session) sits inside a transaction holding its Run's row lock,
+    as a frozen worker would: the Abort answers 503 within about RUN_LOCK_TIMEOUT with nothing
+    changed, then is accepted once the lock is gone."""
+    run, _ = running_run(datastore)
+    db = settings.DATABASES["default"]
+    holder = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432,
+                             user=db["USER"] or "postgres", dbname=connection.settings_dict["NAME"])
+    try:
+        holder.execute("SELECT 1 FROM runs_run WHERE id = %s FOR UPDATE", [run.pk])
+        client = bearer(editor)
+        started = time.monotonic()
+        response = client.post(f"/api/v1/runs/{run.pk}/abort")
+        answered = time.monotonic() - started
+        assert response.status_code == 503, response.content
+        body = response.json()
+        assert body["code"] == "unavailable"
+        assert body["detail"].startswith("The Run is being written by its worker right now")
+        assert answered < settings.RUN_LOCK_TIMEOUT + 1.5, answered
+        assert Run.objects.get(pk=run.pk).abort_requested_at is None
+    finally:
+        holder.rollback()
+        holder.close()
+    response = client.post(f"/api/v1/runs/{run.pk}/abort")
+    assert response.status_code == 202 and response.json()["abort_requested"] is True
+    lines = RunLogEntry.objects.filter(run_id=run.pk, message__startswith="Abort requested")
+    assert lines.count() == 1
