@@ -15,6 +15,7 @@ from assay.input_checks import find_nul
 from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
+from notifications.events import run_finished
 from runs import fairness
 from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
@@ -298,22 +299,7 @@ def run_delete(*, run: Run, user: User) -> None:
     """Remove the Run, its units and logs; keep what it produced; record who did it."""
     authorize_action(user, run, Action.DELETE)
     with transaction.atomic():
-        RunDeletion.objects.create(
-            run_id=run.pk,
-            operation=run.operation,
-            status=run.status,
-            datastore_id=run.datastore_id,
-            datastore_name=run.datastore.name,
-            deleted_by=user,
-            deleted_by_name=user.username,
-            snapshot={
-                "config": run.config,
-                "metrics": run.metrics,
-                "created_at": run.created_at.isoformat(),
-                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                "triggered_by": run.triggered_by_name,
-            },
-        )
+        deletion_record(run, deleted_by=user, deleted_by_name=user.username).save()
         deleted, _ = Run.objects.filter(pk=run.pk, status__in=TERMINAL_STATUSES).delete()
         if not deleted:
             transaction.set_rollback(True)
@@ -323,6 +309,26 @@ def run_delete(*, run: Run, user: User) -> None:
             "triggered_by": run.triggered_by_name,
             "created_at": run.created_at.isoformat(),
         }, None, object_name=f"#{run.pk} {run.get_operation_display()}")
+
+
+def deletion_record(run: Run, *, deleted_by: User | None, deleted_by_name: str) -> RunDeletion:
+    """The audit record of a Run about to be deleted (unsaved), with a snapshot of what it was."""
+    return RunDeletion(
+        run_id=run.pk,
+        operation=run.operation,
+        status=run.status,
+        datastore_id=run.datastore_id,
+        datastore_name=run.datastore.name,
+        deleted_by=deleted_by,
+        deleted_by_name=deleted_by_name,
+        snapshot={
+            "config": run.config,
+            "metrics": run.metrics,
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "triggered_by": run.triggered_by_name,
+        },
+    )
 
 
 # -- bulk ------------------------------------------------------------------------------------
@@ -377,6 +383,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     log: str | None = None,
     level: str = LogLevel.INFO,
+    skip_locked: bool = False,
 ) -> bool:
     """Compare-and-set ``status`` to a terminal ``to`` where ``where`` still holds.
 
@@ -387,9 +394,10 @@ def transition(
     """
     where &= Q(status__in=ACTIVE_STATUSES)
     with transaction.atomic():
-        # A row locked by its worker is skipped, not waited for: that worker is either about to
-        # commit (and may end the Run itself) or frozen, and nobody queues behind a frozen one.
-        if not Run.objects.select_for_update(skip_locked=True).filter(where, pk=run_id).exists():
+        # Housekeeping skips a row its worker holds (about to commit, or frozen: nobody queues
+        # behind a frozen one); a user's request waits at most RUN_LOCK_TIMEOUT for it.
+        locked = Run.objects.select_for_update(skip_locked=skip_locked)
+        if not locked.filter(where, pk=run_id).exists():
             return False
         if log is not None:
             append_log(run_id, log, level=level, final=True)
@@ -404,6 +412,8 @@ def transition(
         won = Run.objects.filter(where, pk=run_id).update(status=to, **extra, **(fields or {}))
         if not won:
             transaction.set_rollback(True)
+        elif to in TERMINAL_STATUSES:
+            run_finished(run_id)
         return bool(won)
 
 
