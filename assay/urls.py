@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.generic import RedirectView
 
+from accounts.views import preferences
 from assay.api import api, unknown_endpoint
 from monitoring import views as monitoring
 
@@ -23,6 +24,7 @@ def build_urlpatterns(admin_url: str) -> list[URLPattern | URLResolver]:
         path("datastores/", include("activity.datastore_urls")),
         path("datastores/", include("notifications.urls")),
         path("teams/", include("accounts.urls")),
+        path("preferences/", preferences, name="preferences"),
         path("users/", include("accounts.user_urls")),
         path("account/", include("accounts.profile_urls")),
         path(
