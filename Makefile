@@ -8,8 +8,9 @@ bench-activity:
 	.venv/bin/python bench/activity.py $(BENCH_ARGS)
 
 # Scan and Profile benchmark (BENCHMARKS.md, "Scan and Profile"): throw-away SQLite and
-# PostgreSQL sources. Override with e.g. `make bench-scan SCAN_BENCH_ARGS="--sizes 100000"`.
-SCAN_BENCH_ARGS ?= --sizes 100000,1000000,10000000 --backends sqlite,postgresql
+# PostgreSQL sources, 10^6 and 10^7 rows, Assay alternating with the hand-written SQL.
+# Override with e.g. `make bench-scan SCAN_BENCH_ARGS="--sizes 100000"`.
+SCAN_BENCH_ARGS ?= --sizes 1000000,10000000 --backends postgresql,sqlite --repeat 3
 bench-scan:
 	.venv/bin/python bench/scan_profile.py $(SCAN_BENCH_ARGS)
 

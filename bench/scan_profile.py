@@ -7,9 +7,10 @@ For each backend and size it generates ``bench_events`` (``generate_bench_table`
 it with a Sync, authors the ten checks the table is made for, and measures:
 
 * ``count``: a plain ``SELECT count(*)``;
-* ``hand``: one hand-written statement computing all ten failing counts in a single pass
-  (``SUM(CASE WHEN ...)``, ``count(col) - count(DISTINCT col)`` for unique);
-* ``eval``: Assay's ``evaluate_sql`` over the same table (what a Scan runs per container);
+* ``hand``: the hand-written SQL, two statements one after the other: a single pass computing
+  the failing counts (``SUM(CASE WHEN ...)``), then ``count(DISTINCT col)`` for unique;
+* ``eval``: Assay's ``evaluate_sql`` over the same table (what a Scan runs per container), on
+  the datastore's ``connection_limit`` connections as a Scan Run has them;
 * a whole Scan Run and a whole Profile Run, each in a fresh Python process, launched with
   ``run_launch`` and executed in that process by ``execute_run`` (the Celery task's body, minus
   the broker). The Run time is claim to finish (``finished_at - started_at``); the time spent

@@ -85,11 +85,12 @@ class DatastoreForm(forms.Form):
     enrichment_prefix = forms.CharField(max_length=40, initial="assay")
     run_limit = forms.IntegerField(
         label="Runs at once", min_value=1, max_value=MAX_RUN_LIMIT, initial=DEFAULT_RUN_LIMIT,
+        required=False,
         help_text="More Runs of this datastore wait in line, so others get workers too.",
     )
     connection_limit = forms.IntegerField(
         label="Connections per Run", min_value=1, max_value=MAX_CONNECTION_LIMIT,
-        initial=DEFAULT_CONNECTION_LIMIT,
+        initial=DEFAULT_CONNECTION_LIMIT, required=False,
         help_text="A Scan runs a table's statements side by side on up to this many.",
     )
 
@@ -108,6 +109,9 @@ class DatastoreForm(forms.Form):
             # An empty password field means "no change" on edit, "none" on create.
             if not data[key]:
                 data[key] = None
+        for key in ("run_limit", "connection_limit"):
+            if data[key] is None:  # left empty: the default, or no change
+                del data[key]
         if not editing:
             data["team_ids"] = [team.pk for team in data.pop("teams", [])]
         return data

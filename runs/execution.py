@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from datastores.sources import SourceError, describe_error
+from notifications.events import run_finished
 from runs import fairness
 from runs.logs import append_log
 from runs.models import ActorKind, LogLevel, Operation, Run, RunContainer, RunStatus
@@ -290,6 +291,7 @@ def _finalise(ctx: RunContext, status: str, message: str, **fields) -> str:
         ctx.update_run(
             status=status, finished_at=Now(), metrics=dict(ctx.metrics), **fields
         )
+        run_finished(ctx.run_id, ctx.datastore.pk)
     return str(status)
 
 

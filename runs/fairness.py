@@ -29,8 +29,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db.models.functions import Coalesce, Now
 
 from datastores.models import Datastore
 from runs.dispatch import send_or_keep as enqueue
@@ -111,7 +110,7 @@ def dispatch_line(datastore_id: int) -> int:
             .values_list("pk", "enqueued_at")[:free]
         )
         waiting = [pk for pk, enqueued_at in head if enqueued_at is None]
-        Run.objects.filter(_IN_LINE, pk__in=waiting).update(enqueued_at=timezone.now())
+        Run.objects.filter(_IN_LINE, pk__in=waiting).update(enqueued_at=Now())
         for run_id in waiting:
             transaction.on_commit(lambda run_id=run_id: enqueue(run_id))
     return len(waiting)

@@ -17,7 +17,7 @@ from datastores.models import Datastore
 from runs import errors
 from runs.models import FiringOutcome, Schedule, ScheduleFiring
 from runs.policy import level_allows
-from runs.schedule_forms import ScheduleForm, cron_in_words, next_firings
+from runs.schedule_forms import ScheduleForm, cron_in_words, editable_datastores, next_firings
 from runs.schedules import (
     InvalidCron,
     schedule_create,
@@ -58,17 +58,8 @@ def schedule_list(request):
         schedule.can_edit = level_allows(levels.get(schedule.datastore_id))
     return render(request, "runs/schedules.html", {
         "schedules": schedules, "launched": FiringOutcome.LAUNCHED,
-        "can_create": any(level_allows(level) for level in
-                          datastore_levels(request.user, _visible_ids(request.user)).values()),
+        "can_create": bool(editable_datastores(request.user)),
     })
-
-
-def _visible_ids(user) -> list[int]:
-    stores = Datastore.objects.all()
-    visible = visible_datastore_ids(user)
-    if visible is not None:
-        stores = stores.filter(pk__in=visible)
-    return list(stores.values_list("pk", flat=True))
 
 
 def _save(request, form, schedule: Schedule | None):

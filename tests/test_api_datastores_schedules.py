@@ -51,6 +51,7 @@ def test_datastore_list_is_visible_ones_and_never_shows_passwords(editor, viewer
         "has_enrichment": True, "enrichment_prefix": "assay",
         "created_at": response.json()["items"][0]["created_at"], "permission": "editor",
         "connection": shown, "enrichment_connection": shown,
+        "run_limit": 4, "connection_limit": 2,
     }]
     # Viewers see the name and the kind, never host, path or user.
     as_viewer = bearer(viewer).get("/api/v1/datastores")

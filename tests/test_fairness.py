@@ -163,6 +163,7 @@ def test_pages_show_the_place_in_line_and_follow_it(datastore, editor, open_as, 
     page = open_as(editor)
     expect(page.locator(f"#run-{first.pk}-line")).to_contain_text("1st in line for warehouse")
     expect(page.locator(f"#run-{second.pk}-line")).to_contain_text("2nd in line for warehouse")
+    page.screenshot(path=str(live_server_screenshot("wait-reason-activity.png")))
 
     page.goto(f"{live_server.url}/activity/runs/{second.pk}/")
     expect(page.locator("#run-live")).to_contain_text("2nd in line for warehouse")

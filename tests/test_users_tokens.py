@@ -166,6 +166,8 @@ def test_user_form_errors(admin):
 
 
 def test_role_change_and_the_last_admin(admin):
+    # Admins of other tests' module-wide data must not count as the remaining one.
+    User.objects.filter(role=Role.ADMIN).exclude(pk=admin.pk).update(is_active=False)
     client = client_for(admin)
     bob = UserFactory(username="bob")
     client.post(f"/users/{bob.pk}/role/", {"role": "admin"})
@@ -262,3 +264,43 @@ def test_create_api_token_command_with_expiry(editor):
     users.user_deactivate(actor=UserFactory(username="root", role=Role.ADMIN), user=editor)
     with pytest.raises(CommandError, match="deactivated"):
         call_command("create_api_token", "editor")
+
+
+# -- hostile input and CSRF -------------------------------------------------------------------
+def test_state_changes_need_the_csrf_token(admin, editor, datastore):
+    token, key = tokens.token_create(actor=editor, user=editor, name="ci")
+    schedule = schedule_create(user=admin, name="nightly", datastore=datastore,
+                               operation="sync", cron="0 2 * * *")
+    strict = client_for(admin, csrf=True)
+    for url, data in [
+        ("/users/", {"username": "mallory", "role": "admin", "password": "long-enough-pw-1"}),
+        (f"/users/{editor.pk}/deactivate/", {}),
+        (f"/users/{editor.pk}/role/", {"role": "admin"}),
+        (f"/account/tokens/{token.pk}/revoke/", {}),
+        (f"/schedules/{schedule.pk}/delete/", {}),
+        (f"/datastores/{datastore.pk}/delete/", {}),
+        (f"/datastores/{datastore.pk}/teams/", {}),
+        ("/account/", {"form": "token", "name": "sneaky"}),
+    ]:
+        assert strict.post(url, data).status_code == 403, url
+    editor.refresh_from_db()
+    assert editor.is_active and editor.role == Role.MEMBER
+    assert api(key).status_code == 200 and Schedule.objects.filter(pk=schedule.pk).exists()
+    assert not User.objects.filter(username="mallory").exists()
+
+
+def test_hostile_values_are_form_errors_not_500s(admin, editor):
+    client = client_for(admin)
+    response = client.post("/users/", {"username": "nul\x00", "role": "member"})
+    assert response.status_code == 422 and "Null characters" in response.content.decode()
+    response = client.post("/users/", {"username": "x" * 5000, "role": "member"})
+    assert response.status_code == 422
+    response = client_for(editor).post("/account/", {"form": "token", "name": "a\x00b"})
+    assert response.status_code == 422
+    for params in ({"cursor": "-1"}, {"cursor": "x"}, {"after": "2024-13-40"},
+                   {"action": "\x00"}, {"actor": "y" * 500}):
+        assert client.get("/audit/", params).status_code == 400, params
+    preview = client.get("/schedules/preview/", {"cron": "\x00 * * * *" * 50})
+    assert preview.status_code == 200 and "not a valid cron expression" in (
+        preview.content.decode())
+    assert client.get("/users/99999999999999999999/").status_code == 404
