@@ -76,7 +76,8 @@ def test_abort_after_the_last_unit_ends_aborted_by_that_user(source, monkeypatch
 def test_abort_after_the_run_ended_is_refused_and_changes_nothing(source, datastore, editor):
     run = run_now(editor, datastore, "profile")
     assert run.status == RunStatus.SUCCESS
-    with pytest.raises(ActionNotAllowed, match="Abort is not available for a Success"):
+    refused = rf"Abort is not available: Run #{run.pk} \(Profile\) is Success"
+    with pytest.raises(ActionNotAllowed, match=refused):
         run_abort(run=run, user=editor)
     after = Run.objects.get(pk=run.pk)
     assert (after.status, after.abort_requested_at) == (RunStatus.SUCCESS, None)
