@@ -197,15 +197,19 @@ def test_a_schedule_made_in_the_browser_fires_and_its_runs_outlive_it(
     schedule = Schedule.objects.get()
 
     worker = worker_process(env={"RUN_SCHEDULE_INTERVAL": "1"})
-    beat = start_beat(worker, tmp_path)
+    # As the Procfile runs them: beat, and the housekeeping worker that fires schedules.
+    helpers = [start_celery(worker, tmp_path, "beat", "-s", str(tmp_path / "beat-schedule")),
+               start_celery(worker, tmp_path, "worker", "-Q", "housekeeping", "-c", "1",
+                            "--pool", "solo", "-n", f"housekeeping-{os.getpid()}@%h")]
     try:
         run = wait_for(lambda: Run.objects.filter(schedule=schedule).first(), timeout=90,
                        message="the schedule did not fire")
         wait_for(lambda: Run.objects.get(pk=run.pk).is_terminal, timeout=60,
                  message="the scheduled Sync did not finish")
     finally:
-        beat.terminate()
-        beat.wait(timeout=20)
+        for process in helpers:
+            process.terminate()
+            process.wait(timeout=20)
     assert run.triggered_by_kind == ActorKind.SCHEDULE
 
     page.goto(f"{live_server.url}/schedules/")
@@ -222,12 +226,12 @@ def test_a_schedule_made_in_the_browser_fires_and_its_runs_outlive_it(
     expect(page.locator("#run-live .badge")).to_have_text("Success")
 
 
-def start_beat(worker, tmp_path) -> subprocess.Popen:
-    """``celery beat`` on the worker's database and broker (its own schedule file)."""
-    log = open(tmp_path / "beat.log", "ab")  # noqa: SIM115 -- the process owns it
+def start_celery(worker, tmp_path, command: str, *args: str) -> subprocess.Popen:
+    """Another celery process (``beat``, a worker on another queue) on the worker's database
+    and broker; its output goes to ``<command>.log`` in the test's folder."""
+    log = open(tmp_path / f"{command}.log", "ab")  # noqa: SIM115 -- the process owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "assay", "beat", "-l", "INFO",
-         "-s", str(tmp_path / "beat-schedule")],
+        [sys.executable, "-m", "celery", "-A", "assay", command, "-l", "INFO", *args],
         cwd=ROOT, env=worker.env, stdout=log, stderr=subprocess.STDOUT,
     )
 
