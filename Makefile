@@ -22,7 +22,7 @@ bench-checks:
 
 # Fault injection (RELIABILITY.md): a private PostgreSQL cluster (port 55490) and Redis (6390)
 # with every Procfile process; kill, SIGSTOP, database and broker restarts. Measured times go
-# to var/faults.json. Override with e.g. `make faults FAULTS_TRIALS=10`.
+# to var/faults-gw0.json. Override with e.g. `make faults FAULTS_TRIALS=10`.
 FAULTS_TRIALS ?= 5
 faults:
 	DATABASE_URL=$${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/assay} \

@@ -1,3 +1,6 @@
+import zoneinfo
+from functools import cache
+
 from django import forms
 
 from accounts.models import Level, Role, Team, User
@@ -24,6 +27,22 @@ class TeamDatastoresForm(forms.Form):
         queryset=Datastore.objects.order_by("name"), required=False,
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+@cache
+def time_zone_choices() -> list[tuple[str, str]]:
+    return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
+
+
+class PreferencesForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        help_text="Every page shows times in this zone; date filters and the heatmap use its days.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = time_zone_choices()
 
 
 class TokenForm(forms.Form):

@@ -33,6 +33,8 @@ class AssayUserManager(UserManager):
 
 class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    # IANA name; every page shows times in it (see assay.middleware.user_time_zone).
+    time_zone = models.CharField(max_length=64, default="UTC")
 
     objects = AssayUserManager()
 

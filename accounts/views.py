@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.forms import MemberForm, TeamDatastoresForm, TeamForm
+from accounts.forms import MemberForm, PreferencesForm, TeamDatastoresForm, TeamForm
 from accounts.models import Role, Team, User
 
 
@@ -130,3 +130,18 @@ def team_datastores(request, team_id: int):
     )
     messages.success(request, f"Datastores of {team.name} saved.")
     return redirect("accounts:team", team.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def preferences(request):
+    """The signed-in user's own display preferences (their time zone)."""
+    form = PreferencesForm(request.POST or None, initial={"time_zone": request.user.time_zone})
+    if request.method == "POST":
+        if form.is_valid():
+            request.user.time_zone = form.cleaned_data["time_zone"]
+            request.user.save(update_fields=["time_zone"])
+            messages.success(request, f"Times are now shown in {request.user.time_zone}.")
+            return redirect("preferences")
+        return render(request, "accounts/preferences.html", {"form": form}, status=422)
+    return render(request, "accounts/preferences.html", {"form": form})

@@ -13,6 +13,7 @@ import typing
 from typing import Any, Literal
 
 from django import forms
+from django.utils import timezone
 from pydantic.fields import FieldInfo
 
 from datastores.models import Datastore
@@ -54,9 +55,27 @@ class ActivityFilterForm(forms.Form):
             (str(d.pk), d.name) for d in datastores
         ]
 
+    def clean(self):
+        data = super().clean()
+        date_from, date_to = data.get("date_from"), data.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            self.add_error(None, f"From ({date_from:%b %-d, %Y}) is after To "
+                                 f"({date_to:%b %-d, %Y}): no day lies between them, so the "
+                                 "dates are ignored. Swap them to see that range.")
+            data["date_from"] = data["date_to"] = None
+        return data
+
+    @property
+    def given(self) -> bool:
+        """Whether any filter was asked for, valid or not (then "Clear" is offered)."""
+        return any(self.data.get(name) not in (None, "") for name in self.fields)
+
     def filters(self) -> RunFilters:
-        """The valid filters; an invalid value is reported on the form and ignored."""
+        """The valid filters; an invalid value is reported on the form and ignored.
+
+        Dates are days of the current time zone (the viewer's on the pages)."""
         self.is_valid()
+        zone = timezone.get_current_timezone()
         data = {name: self.cleaned_data.get(name) for name in self.fields}
         date_from, date_to = data["date_from"], data["date_to"]
         return RunFilters(
@@ -65,8 +84,8 @@ class ActivityFilterForm(forms.Form):
             statuses=(data["status"],) if data["status"] else (),
             trigger=data["trigger"] or "",
             triggered_by=(data["by"] or "").strip(),
-            created_after=day_start(date_from) if date_from else None,
-            created_before=day_start(date_to + dt.timedelta(days=1))
+            created_after=day_start(date_from, zone) if date_from else None,
+            created_before=day_start(date_to + dt.timedelta(days=1), zone)
             if date_to and date_to < dt.date.max
             else None,
             run_id=data["run"],
@@ -149,7 +168,13 @@ class LaunchForm(forms.Form):
             return forms.BooleanField(initial=bool(default), **common)
         if annotation is int:
             self._kinds[name] = "int"
-            return forms.IntegerField(initial=default, **_bounds(constraints), **common)
+            # A number with a default is required: a cleared field is an error to answer, not
+            # a silent fall-back to the default. An optional one (None: no limit) may be empty.
+            return forms.IntegerField(
+                initial=default, **_bounds(constraints),
+                **{**common, "required": default is not None and not optional},
+                error_messages={"required": f"Enter a number (the default is {default})."},
+            )
         if annotation is float:
             self._kinds[name] = "float"
             return forms.FloatField(initial=default, **_bounds(constraints), **common)
@@ -167,10 +192,14 @@ class LaunchForm(forms.Form):
             )
         if origin is list and name == "containers":
             self._kinds[name] = "containers"
-            common["help_text"] = common["help_text"] or "Leave empty for every container."
+            common["help_text"] = common["help_text"] or "None selected means every container."
+            if not containers:
+                common["help_text"] = "No container is catalogued yet: run a Sync first."
             return forms.MultipleChoiceField(
                 choices=container_choices, initial=default or [],
-                widget=forms.SelectMultiple(attrs={"size": min(10, max(4, len(containers)))}),
+                widget=forms.SelectMultiple(
+                    attrs={"size": min(10, max(4, len(containers))), "data-picker": ""}
+                ),
                 **common,
             )
         if annotation is str and name == "source_container":

@@ -36,9 +36,10 @@ from runs.models import (
     RunLogEntry,
     RunStatus,
 )
-from runs.policy import available_actions, level_allows
+from runs.policy import Action, allowed_in_state, available_actions, level_allows
 from runs.selectors import RunFilters, day_start, runs_for, visible_runs
 from runs.selectors import run_page as shared_run_page
+from runs.services import BulkOutcome, unfinished_units
 
 PAGE_SIZE = 25
 HEATMAP_WEEKS = 12
@@ -90,6 +91,72 @@ def later_runs(run: Run) -> list[Run]:
         .only("id", "status", "resumed_from_id", "rerun_of_id", "created_at")
         .order_by("id")
     )
+
+
+# -- the live list ----------------------------------------------------------------------------
+def newest_run_id() -> int:
+    """The highest Run id there is: one index lookup, no row read. An Activity page that has
+    seen it has nothing new to fetch."""
+    return Run.objects.aggregate(newest=Max("id"))["newest"] or 0
+
+
+def runs_after(user: User, filters: RunFilters, after: int, *, stores: list[Datastore]):
+    """Runs newer than ``after`` that the filters match, newest first (one page at most)."""
+    runs = filters.apply(runs_for(user, stores)).filter(pk__gt=after)
+    return list(runs.order_by("-pk")[:PAGE_SIZE])
+
+
+# -- bulk actions ------------------------------------------------------------------------------
+BULK_LIMIT = 500  # Runs per bulk action: the action runs within one request
+
+
+def bulk_runs(user: User, *, ids: list[int] | None, filters: RunFilters | None,
+              stores: list[Datastore]) -> tuple[list[Run], bool]:
+    """The visible Runs a bulk action names (by id, or every Run the filters match), newest
+    first, and whether the BULK_LIMIT cut the list."""
+    runs = runs_for(user, stores)
+    if ids is not None:
+        runs = runs.filter(pk__in=ids[:BULK_LIMIT])
+    else:
+        runs = filters.apply(runs)
+    found = list(runs.order_by("-pk")[: BULK_LIMIT + 1])
+    return found[:BULK_LIMIT], len(found) > BULK_LIMIT
+
+
+BULK_PREVIEW = {
+    Action.ABORT: ("will be aborted", BulkOutcome.ALREADY_ENDED),
+    Action.DELETE: ("will be deleted", BulkOutcome.STILL_ACTIVE),
+}
+
+
+def bulk_plan(user: User, action: Action, runs: list[Run]) -> list[tuple[str, list[int]]]:
+    """What a bulk action would do to each Run, grouped, from the policy table (no write)."""
+    levels = datastore_levels(user, {run.datastore_id for run in runs}) if runs else {}
+    acts, refused = BULK_PREVIEW[action]
+    plan: dict[str, list[int]] = {}
+    for run in runs:
+        if not level_allows(levels.get(run.datastore_id)):
+            outcome = BulkOutcome.NOT_ALLOWED
+        elif allowed_in_state(action, status=run.status, operation=run.operation):
+            outcome = acts
+        else:
+            outcome = refused
+        plan.setdefault(outcome, []).append(run.pk)
+    return list(plan.items())
+
+
+def resume_preview(run: Run, names: int = 5) -> dict | None:
+    """"10 of 15 tables remain: orders, ..." for Resume's confirmation."""
+    units = unfinished_units(run)
+    if units is None or run.progress_total is None:
+        return None
+    return {
+        "count": len(units),
+        "total": run.progress_total,
+        "unit": (run.progress_unit or "units").lower(),
+        "names": [unit.name for unit in units[:names]],
+        "more": max(0, len(units) - names),
+    }
 
 
 # -- live state --------------------------------------------------------------------------------
@@ -203,10 +270,11 @@ def heatmap(
     are still active (when one finishes, the key changes). Today and those few active Runs
     are counted live. Three small indexed queries on a hit.
     """
-    today = today or timezone.now().date()
+    zone = timezone.get_current_timezone()  # the viewer's days
+    today = today or timezone.localdate()
     # Columns are Monday..Sunday weeks; the last column holds today.
     first = today - dt.timedelta(days=today.weekday() + 7 * (HEATMAP_WEEKS - 1))
-    today_start = day_start(today)
+    today_start = day_start(today, zone)
     filters = filters.resolved()  # names as ids: part of the cache key
     if stores is None:  # the visible datastores are part of the key too
         stores = list(visible_datastores(user))
@@ -215,7 +283,7 @@ def heatmap(
     # Past days' active Runs, whatever the filters: when one finishes it may join the
     # filtered count (a status filter, say), so their ids are part of the cache key.
     still_active = list(
-        Run.objects.filter(created_at__gte=day_start(first), created_at__lt=today_start,
+        Run.objects.filter(created_at__gte=day_start(first, zone), created_at__lt=today_start,
                            status__in=ACTIVE_STATUSES)
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -223,15 +291,15 @@ def heatmap(
     live = Q(created_at__gte=today_start)
     if still_active:
         live |= Q(pk__in=still_active)
-    counts = _per_day(runs.filter(live))
+    counts = _per_day(runs.filter(live), zone)
 
-    past = runs.filter(created_at__gte=day_start(first), created_at__lt=today_start).exclude(
-        status__in=ACTIVE_STATUSES
-    )
-    key = _heatmap_key(user, filters, stores, still_active, today)
+    past = runs.filter(
+        created_at__gte=day_start(first, zone), created_at__lt=today_start
+    ).exclude(status__in=ACTIVE_STATUSES)
+    key = _heatmap_key(user, filters, stores, still_active, today, zone)
     closed = cache.get(key)
     if closed is None:
-        closed = _per_day(past)
+        closed = _per_day(past, zone)
         cache.set(key, closed, HEATMAP_CACHE_SECONDS)
     for day, n in closed.items():
         counts[day] = counts.get(day, 0) + n
@@ -246,20 +314,23 @@ def heatmap(
             level = 0 if n == 0 else min(4, 1 + (4 * n - 1) // max(peak, 1))
             week.append(HeatDay(day, n, level, day > today))
         weeks.append(week)
-    selected = selected_day(filters)
+    selected = selected_day(filters, zone)
     return {"weeks": weeks, "total": sum(counts.values()), "selected": selected}
 
 
-def selected_day(filters: RunFilters) -> dt.date | None:
+def selected_day(filters: RunFilters, zone: dt.tzinfo = dt.UTC) -> dt.date | None:
     """The one day the filters select (a heatmap cell), if they select exactly one."""
     start, end = filters.created_after, filters.created_before
-    if start and end and start == day_start(start.date()) and end - start == dt.timedelta(days=1):
-        return start.date()
+    if not (start and end):
+        return None
+    day = start.astimezone(zone).date()
+    if start == day_start(day, zone) and end == day_start(day + dt.timedelta(days=1), zone):
+        return day
     return None
 
 
-def _per_day(runs: QuerySet[Run]) -> dict[dt.date, int]:
-    days = runs.annotate(day=TruncDate("created_at", tzinfo=dt.UTC)).values("day")
+def _per_day(runs: QuerySet[Run], zone: dt.tzinfo) -> dict[dt.date, int]:
+    days = runs.annotate(day=TruncDate("created_at", tzinfo=zone)).values("day")
     return {row["day"]: row["n"] for row in days.annotate(n=Count("id")).order_by()}
 
 
@@ -273,10 +344,12 @@ def _heatmap_key(
     stores: list[Datastore],
     active_ids: list[int],
     today: dt.date,
+    zone: dt.tzinfo,
 ) -> str:
     deleted = RunDeletion.objects.aggregate(last=Max("id"))["last"]
     parts = [
         today.isoformat(),  # the past days are the 12 weeks before it
+        str(zone),  # whose days
         repr(filters.undated()),  # the heatmap ignores dates
         # Whose Runs: the visible datastores (a deleted one takes its Runs along).
         ",".join(str(s.pk) for s in stores),

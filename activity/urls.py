@@ -6,6 +6,8 @@ app_name = "activity"
 
 urlpatterns = [
     path("", views.activity_list, name="list"),
+    path("new/", views.new_runs, name="new-runs"),
+    path("bulk/", views.bulk_action, name="bulk"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/line/", views.run_line, name="run-line"),
     path("runs/<int:run_id>/more/", views.run_more, name="run-more"),

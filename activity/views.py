@@ -10,11 +10,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.permissions import can_create_datastore
@@ -34,34 +34,131 @@ LAUNCHABLE = [op for op in Operation if op != Operation.EXTERNAL_SCAN]
 
 
 # -- Activity ----------------------------------------------------------------------------------
-@login_required
-@require_GET
-def activity_list(request, datastore_id: int | None = None):
-    stores = list(selectors.visible_datastores(request.user))
-    data = request.GET.copy()
+def _filter_form(request, params, stores, datastore_id: int | None = None):
+    """The filter form over ``params``; a datastore page filters on its own datastore."""
+    data = params.copy()
     datastore = None
     if datastore_id is not None:
         datastore = next((s for s in stores if s.pk == datastore_id), None)
         if datastore is None:
             raise Http404("Datastore not found.")
         data["datastore"] = str(datastore_id)
-    form = ActivityFilterForm(data, datastores=stores)
+    return ActivityFilterForm(data, datastores=stores), datastore
+
+
+@login_required
+@require_GET
+def activity_list(request, datastore_id: int | None = None):
+    stores = list(selectors.visible_datastores(request.user))
+    form, datastore = _filter_form(request, request.GET, stores, datastore_id)
     filters = form.filters().resolved()
     before = _positive_int(request.GET, "before")
     page = selectors.run_page(request.user, filters, before=before, stores=stores)
     selectors.attach_actions(request.user, page.items)
     fairness.attach_wait_reasons(page.items)
+    paged = "before" in request.GET
+    filter_params = [(name, value) for name, value in form.data.items()
+                     if name in form.fields and value]
     return render(request, "activity/activity.html", {
         "form": form,
         "page": page,
         "runs": page.items,
         "heatmap": selectors.heatmap(request.user, filters, stores=stores),
         "datastore": datastore,
-        "filtered": any(v for k, v in form.cleaned_data.items()
-                        if not (datastore and k == "datastore")),
-        "paged": "before" in request.GET,
+        "filtered": form.given and any(name != "datastore" or not datastore
+                                       for name, _ in filter_params),
+        "paged": paged,
         "next_url": request.get_full_path(),
+        "bulk": any(run.actions for run in page.items),
+        "filter_params": filter_params,
+        # The first page follows new Runs: the poll carries the filters and the newest id seen.
+        "live_query": None if paged else _live_query(
+            filter_params, max((run.pk for run in page.items), default=0)),
     })
+
+
+def _live_query(filter_params, after: int) -> str:
+    query = QueryDict(mutable=True)
+    for name, value in filter_params:
+        query[name] = value
+    query["after"] = str(after)
+    return query.urlencode()
+
+
+@login_required
+@require_GET
+def new_runs(request):
+    """Poll target of the Activity list: Runs newer than ``after`` matching the filters.
+
+    Nothing new anywhere answers 204 after one index lookup (no Run row is read); otherwise
+    the matching new rows go to the top of the list, and the poller moves on to the newest id.
+    """
+    after = _positive_int(request.GET, "after") or 0
+    newest = selectors.newest_run_id()
+    if newest <= after:
+        return HttpResponse(status=NO_CHANGE)
+    stores = list(selectors.visible_datastores(request.user))
+    form = ActivityFilterForm(request.GET, datastores=stores)
+    filters = form.filters().resolved()
+    runs = selectors.runs_after(request.user, filters, after, stores=stores)
+    selectors.attach_actions(request.user, runs)
+    fairness.attach_wait_reasons(runs)
+    filter_params = [(name, value) for name, value in request.GET.items()
+                     if name in form.fields and value]
+    return render(request, "activity/activity.html#new-runs", {
+        "runs": runs,
+        "live_query": _live_query(filter_params, newest),
+        "next_url": _htmx_page(request),
+        "bulk": True,
+    })
+
+
+@login_required
+@require_POST
+def bulk_action(request):
+    """Abort or Delete several Runs: the selected ones, or every Run matching the filters.
+
+    Without ``confirmed`` it shows what would happen (the page without JavaScript, the
+    dialog's body with it); confirmed, each Run goes through the one-Run service.
+    """
+    try:
+        action = Action(request.POST.get("action", ""))
+    except ValueError:
+        return HttpResponseBadRequest("Unknown action.")
+    if action not in services.BULK_ACTIONS:
+        return HttpResponseBadRequest(f"{action.label} is not offered for several Runs.")
+    back = _safe_next(request) or reverse("activity:list")
+    stores = list(selectors.visible_datastores(request.user))
+    everything = request.POST.get("all") == "1"
+    invalid_filters = False
+    if everything:
+        form, _ = _filter_form(request, request.POST, stores)
+        filters = form.filters().resolved()
+        # An ignored filter widens the list: "every matching Run" must not mean more than asked.
+        invalid_filters = bool(form.errors)
+        runs, capped = ([], False) if invalid_filters else selectors.bulk_runs(
+            request.user, ids=None, filters=filters, stores=stores)
+    else:
+        ids = [int(v) for v in request.POST.getlist("run") if v.isdigit() and int(v) < 2**62]
+        runs, capped = selectors.bulk_runs(request.user, ids=ids, filters=None, stores=stores)
+    if request.POST.get("confirmed") != "1" or not runs:
+        context = {"action": action, "runs": runs, "capped": capped, "everything": everything,
+                   "invalid_filters": invalid_filters,
+                   "plan": selectors.bulk_plan(request.user, action, runs), "next_url": back}
+        template = "activity/bulk_confirm.html"
+        if request.htmx:
+            template += "#explanation"
+        return render(request, template, context)
+    outcomes = services.run_bulk(user=request.user, action=action, runs=runs)
+    summary = ", ".join(f"{len(ids)} {outcome}" for outcome, ids in outcomes.items())
+    detail = "; ".join(
+        f"{outcome}: {', '.join(f'#{i}' for i in ids)}" for outcome, ids in outcomes.items())
+    done = {services.BulkOutcome.ABORTED, services.BulkOutcome.STOPPING,
+            services.BulkOutcome.DELETED}
+    level = messages.SUCCESS if set(outcomes) <= done else messages.WARNING
+    messages.add_message(request, level, f"{action.label}: {summary}.")
+    messages.info(request, f"Per Run: {detail}.")
+    return redirect(back)
 
 
 @login_required
@@ -197,8 +294,12 @@ def run_action(request, run_id: int, action: str):
     try:
         services.authorize_action(request.user, run, action)
         if request.method == "GET" or request.POST.get("confirmed") != "1":
-            return render(request, "activity/confirm.html",
-                          {"run": run, "action": action, "next_url": back})
+            template = "activity/confirm.html"
+            if request.htmx:  # the body of the confirmation dialog
+                template += "#explanation"
+            remaining = selectors.resume_preview(run) if action == Action.RESUME else None
+            return render(request, template, {"run": run, "action": action, "next_url": back,
+                                              "remaining": remaining})
         result = ACTION_SERVICES[action](run=run, user=request.user)
     except errors.NotFound as exc:
         raise Http404(exc.detail) from None
@@ -258,12 +359,13 @@ def launch(request, datastore_id: int, operation: str):
     destinations = (
         selectors.editable_datastores(request.user) if operation == Operation.PROMOTE else []
     )
+    containers = selectors.catalogue(datastore)
     form = LaunchForm(
         request.POST if request.method == "POST" else None,
         operation=operation,
         config_model=get_operation(operation).Config,
         datastore=datastore,
-        containers=selectors.catalogue(datastore),
+        containers=containers,
         destinations=destinations,
     )
     status = 200
@@ -291,6 +393,7 @@ def launch(request, datastore_id: int, operation: str):
         "form": form,
         "operations": LAUNCHABLE,
         "destination_containers": selectors.container_names(destinations),
+        "needs_catalogue": operation != Operation.SYNC and not containers,
     }, status=status)
 
 

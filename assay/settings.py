@@ -39,6 +39,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_days_by_key(name: str) -> dict[str, int]:
+    """``"scan=90,sync=30"`` -> {"scan": 90, "sync": 30}."""
+    days = {}
+    for item in env_list(name, []):
+        key, _, value = item.partition("=")
+        if not value.strip().isdigit():
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(f"{name}: {item!r} is not <name>=<days>.")
+        days[key.strip()] = int(value)
+    return days
+
+
 ASSAY_MODE = os.environ.get("ASSAY_MODE", "embedded")
 PRODUCTION = ASSAY_MODE == "production"
 DEBUG = env_bool("DEBUG", False)
@@ -107,9 +120,12 @@ INSTALLED_APPS = [
     "datastores",
     "runs",
     "activity",
+    "monitoring",
+    "notifications",
 ]
 
 MIDDLEWARE = [
+    "monitoring.metrics.http_latency_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -117,6 +133,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "assay.middleware.user_time_zone",
+    "assay.middleware.long_address",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -243,20 +261,52 @@ SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and scrapers talk plain HTTP to the process behind the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, run_id while a Run
+# executes), for log shippers; the default is plain text.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"run_id": {"()": "monitoring.log_context.RunIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(run_id)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["run_id"],
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # django-axes logs every successful login at INFO; failures and lockouts are warnings.
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# Errors to Sentry when a DSN is set (nothing is imported otherwise). No personal data is sent.
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=os.environ.get("SENTRY_ENVIRONMENT", ASSAY_MODE),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+        send_default_pii=False,
+    )
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -334,7 +384,19 @@ CELERY_TASK_ROUTES = {
     "runs.reap_runs": {"queue": "housekeeping"},
     "runs.fire_due_schedules": {"queue": "housekeeping"},
     "runs.dispatch_waiting": {"queue": "housekeeping"},
+    "runs.apply_retention": {"queue": "housekeeping"},
+    # Notifications have their own queue and workers too (Procfile: notifier).
+    "notifications.*": {"queue": "notifications"},
 }
+
+# Retention: finished Runs launched more than this many days ago are deleted (0: kept for ever),
+# per operation if wanted ("scan=90,sync=30" overrides the default for those operations).
+RUN_RETENTION_DAYS = int(os.environ.get("RUN_RETENTION_DAYS", "0"))
+RUN_RETENTION_DAYS_BY_OPERATION = env_days_by_key("RUN_RETENTION_DAYS_BY_OPERATION")
+RUN_RETENTION_INTERVAL = env_float("RUN_RETENTION_INTERVAL", 300.0)
+RUN_RETENTION_BATCH_SIZE = int(os.environ.get("RUN_RETENTION_BATCH_SIZE", "500"))
+RUN_RETENTION_MAX_PER_PASS = int(os.environ.get("RUN_RETENTION_MAX_PER_PASS", "20000"))
+
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "runs.reap_runs", "schedule": RUN_REAPER_INTERVAL,
                   "options": {"queue": "housekeeping", "expires": RUN_REAPER_INTERVAL}},
@@ -343,6 +405,8 @@ CELERY_BEAT_SCHEDULE = {
     # Runs waiting in line for their datastore whose turn came without a Run ending here.
     "dispatch-waiting": {"task": "runs.dispatch_waiting", "schedule": RUN_REAPER_INTERVAL,
                          "options": {"queue": "housekeeping", "expires": RUN_REAPER_INTERVAL}},
+    "apply-retention": {"task": "runs.apply_retention", "schedule": RUN_RETENTION_INTERVAL,
+                        "options": {"queue": "housekeeping", "expires": RUN_RETENTION_INTERVAL}},
 }
 # A launch must not hang on a broker that is down: the Run row is the outbox.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
@@ -350,6 +414,44 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
     "socket_connect_timeout": 2, "socket_timeout": 5,
 }
+
+# --- Operations: health, metrics (seconds) ----------------------------------------------------
+# /healthz answers within this time whatever the state of the database and broker.
+HEALTH_TIMEOUT = env_float("HEALTH_TIMEOUT", 2.0)
+# Each worker stamps its heartbeat this often; /healthz wants one younger than 1.5 intervals.
+WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
+# /metrics' queue-wait and duration histograms cover the Runs launched within this window.
+METRICS_WINDOW = env_float("METRICS_WINDOW", 3600.0)
+
+# --- Notifications ----------------------------------------------------------------------------
+# Webhook URLs may use these schemes (plain http only outside production by default); hosts in
+# DATASTORE_DENIED_HOSTS are refused to webhooks too.
+WEBHOOK_ALLOWED_SCHEMES = env_list(
+    "WEBHOOK_ALLOWED_SCHEMES", ["https"] if PRODUCTION else ["https", "http"]
+)
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 5.0)  # seconds per attempt
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "5"))
+# Seconds before the 2nd attempt; doubled before each next one (10, 20, 40, 80 s).
+WEBHOOK_RETRY_BACKOFF = env_float("WEBHOOK_RETRY_BACKOFF", 10.0)
+# Email notifications go out only when an email backend is configured (EMAIL_HOST or
+# EMAIL_BACKEND set).
+MAILERS = {
+    "default": {
+        "BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"),
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": int(os.environ.get("EMAIL_PORT", "25")),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": 10,
+        }
+        if "EMAIL_BACKEND" not in os.environ
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "assay@localhost")
+NOTIFY_BY_EMAIL = bool(os.environ.get("EMAIL_HOST") or os.environ.get("EMAIL_BACKEND"))
 
 # --- Datastores -----------------------------------------------------------------------------
 # Drivers (dialect+driver) datastore URLs may use; empty: every driver Assay has a vetting rule

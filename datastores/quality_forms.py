@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 
 from datastores.models import AnomalyStatus, CheckOrigin, CheckStatus, Container
 from datastores.quality import CHECK_TYPES
@@ -74,14 +75,15 @@ class AnomalyFilterForm(_Filters):
     def filters(self, *, check: int | None = None) -> AnomalyFilters:
         data = self.values()
         start, end = data["found_from"], data["found_to"]
+        zone = timezone.get_current_timezone()  # days of the viewer's time zone
         return AnomalyFilters(
             status=data["status"] or "",
             datastore=data["datastore"],
             container=data["container"],
             check_type=data["check_type"] or "",
             check=check,
-            found_after=day_start(start) if start else None,
-            found_before=day_start(end + dt.timedelta(days=1))
+            found_after=day_start(start, zone) if start else None,
+            found_before=day_start(end + dt.timedelta(days=1), zone)
             if end and end < dt.date.max
             else None,
         )

@@ -9,7 +9,7 @@ for (``transition`` locks with SKIP LOCKED; other statements give up after
 import logging
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.models import Q
 
 from runs.dbtime import ago, db_now
@@ -23,11 +23,14 @@ logger = logging.getLogger(__name__)
 
 def reap() -> dict[str, int]:
     limit_session_lock_waits()
+    # A heartbeat missing while the database itself was down says nothing about the worker:
+    # nobody is declared lost until the database has been up for a whole stale period.
+    judge = _database_up_for(settings.RUN_HEARTBEAT_STALE_AFTER)
     # Aborts first: a user's pending Abort of a Run whose worker is lost ends it Aborted by
     # that user, not "worker lost".
     return {
-        "aborted": _finalise_unacknowledged_aborts(),
-        "lost": _fail_lost_workers(),
+        "aborted": _finalise_unacknowledged_aborts(stale_heartbeats=judge),
+        "lost": _fail_lost_workers() if judge else 0,
         "requeued": _resend_lost_messages(),
         "timed_out": _end_overdue_runs(),
     }
@@ -37,10 +40,19 @@ def _end(run_ids, **kwargs) -> int:
     count = 0
     for run_id in run_ids:
         try:
-            count += transition(run_id, **kwargs)
+            count += transition(run_id, skip_locked=True, **kwargs)
         except OperationalError:
             logger.warning("run %s: skipped this pass (locked or unreachable)", run_id)
     return count
+
+
+def _database_up_for(seconds: float) -> bool:
+    if connection.vendor != "postgresql":
+        return True  # SQLite lives in the workers' own processes: no restart to wait out
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now() - pg_postmaster_start_time() > make_interval(secs => %s)",
+                       [seconds])
+        return cursor.fetchone()[0]
 
 
 def _fail_lost_workers() -> int:
@@ -58,13 +70,13 @@ def _fail_lost_workers() -> int:
     )
 
 
-def _finalise_unacknowledged_aborts() -> int:
+def _finalise_unacknowledged_aborts(*, stale_heartbeats: bool = True) -> int:
     # Past the grace period, or at once when the worker stopped heartbeating: nobody is left to
     # acknowledge the abort.
-    pending = Q(status=RunStatus.RUNNING, abort_requested_at__isnull=False) & (
-        Q(abort_requested_at__lt=ago(settings.RUN_ABORT_GRACE))
-        | Q(heartbeat_at__lt=ago(settings.RUN_HEARTBEAT_STALE_AFTER))
-    )
+    late = Q(abort_requested_at__lt=ago(settings.RUN_ABORT_GRACE))
+    if stale_heartbeats:
+        late |= Q(heartbeat_at__lt=ago(settings.RUN_HEARTBEAT_STALE_AFTER))
+    pending = Q(status=RunStatus.RUNNING, abort_requested_at__isnull=False) & late
     count = 0
     for run_id, user_id in Run.objects.filter(pending).values_list("pk", "abort_requested_by"):
         count += _end(

@@ -109,8 +109,9 @@ def _any_of(rows: QuerySet, column: str, values: tuple) -> QuerySet:
     return rows
 
 
-def day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+def day_start(day: dt.date, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """The first instant of ``day`` in ``zone`` (the viewer's, on the pages; UTC in the API)."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=zone)
 
 
 def run_page(

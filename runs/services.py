@@ -15,6 +15,7 @@ from assay.input_checks import find_nul
 from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
+from notifications.events import run_finished
 from runs import fairness
 from runs.dbtime import db_now
 from runs.errors import ActionNotAllowed, InvalidConfig, NotFound, PermissionDenied
@@ -59,8 +60,8 @@ def authorize_action(user: User, run: Run, action: Action) -> None:
         raise PermissionDenied(f"You need the Editor permission on {run.datastore.name}.")
     if not allowed_in_state(action, status=run.status, operation=run.operation):
         raise ActionNotAllowed(
-            f"{action.label} is not available for a {run.get_status_display()} "
-            f"{run.get_operation_display()} Run."
+            f"{action.label} is not available: Run #{run.pk} ({run.get_operation_display()}) "
+            f"is {run.get_status_display()}."
         )
     if action == Action.RESUME and nothing_to_resume(run):
         raise ActionNotAllowed(f"Nothing to resume: every unit of Run #{run.pk} succeeded.")
@@ -237,6 +238,13 @@ def run_abort(*, run: Run, user: User) -> Run:
     return run
 
 
+def unfinished_units(run: Run) -> list[RunContainer] | None:
+    """The units a Resume of ``run`` would process (None: the Run did not plan units)."""
+    if run.progress_total is None:
+        return None
+    return list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
+
+
 def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
     """A new Run over the units that did not succeed; the original is untouched.
 
@@ -259,9 +267,7 @@ def run_resume(*, run: Run, user: User, via: str = Via.WEB) -> Run:
                 f"({latest.get_status_display()}). {exc.detail}"
             ) from None
         run = latest
-    units = None
-    if run.progress_total is not None:
-        units = list(run.units.exclude(status=RunStatus.SUCCESS).order_by("position"))
+    units = unfinished_units(run)
     try:
         with transaction.atomic():
             return run_launch(
@@ -293,22 +299,7 @@ def run_delete(*, run: Run, user: User) -> None:
     """Remove the Run, its units and logs; keep what it produced; record who did it."""
     authorize_action(user, run, Action.DELETE)
     with transaction.atomic():
-        RunDeletion.objects.create(
-            run_id=run.pk,
-            operation=run.operation,
-            status=run.status,
-            datastore_id=run.datastore_id,
-            datastore_name=run.datastore.name,
-            deleted_by=user,
-            deleted_by_name=user.username,
-            snapshot={
-                "config": run.config,
-                "metrics": run.metrics,
-                "created_at": run.created_at.isoformat(),
-                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                "triggered_by": run.triggered_by_name,
-            },
-        )
+        deletion_record(run, deleted_by=user, deleted_by_name=user.username).save()
         deleted, _ = Run.objects.filter(pk=run.pk, status__in=TERMINAL_STATUSES).delete()
         if not deleted:
             transaction.set_rollback(True)
@@ -320,6 +311,69 @@ def run_delete(*, run: Run, user: User) -> None:
         }, None, object_name=f"#{run.pk} {run.get_operation_display()}")
 
 
+def deletion_record(run: Run, *, deleted_by: User | None, deleted_by_name: str) -> RunDeletion:
+    """The audit record of a Run about to be deleted (unsaved), with a snapshot of what it was."""
+    return RunDeletion(
+        run_id=run.pk,
+        operation=run.operation,
+        status=run.status,
+        datastore_id=run.datastore_id,
+        datastore_name=run.datastore.name,
+        deleted_by=deleted_by,
+        deleted_by_name=deleted_by_name,
+        snapshot={
+            "config": run.config,
+            "metrics": run.metrics,
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "triggered_by": run.triggered_by_name,
+        },
+    )
+
+
+# -- bulk ------------------------------------------------------------------------------------
+class BulkOutcome:
+    """What happened to one Run of a bulk action, as the result summary words it."""
+
+    ABORTED = "aborted"
+    STOPPING = "stopping (abort requested, the worker lands it)"
+    DELETED = "deleted"
+    ALREADY_ENDED = "already finished"
+    STILL_ACTIVE = "still active (not deleted)"
+    NOT_ALLOWED = "not allowed (Editor permission needed)"
+    GONE = "no longer there"
+
+
+BULK_ACTIONS = (Action.ABORT, Action.DELETE)
+
+
+def run_bulk(*, user: User, action: Action, runs: list[Run]) -> dict[str, list[int]]:
+    """Abort or Delete each Run through the same service as one at a time (so the policy
+    table decides for each), and say per Run what happened: {outcome: [run ids]}."""
+    if action not in BULK_ACTIONS:
+        raise ActionNotAllowed(f"{action.label} is not offered for several Runs at once.")
+    outcomes: dict[str, list[int]] = {}
+    for run in runs:
+        outcomes.setdefault(_bulk_one(user, action, run), []).append(run.pk)
+    order = list(vars(BulkOutcome).values())  # the summary reads in the class's order
+    return {key: sorted(outcomes[key]) for key in sorted(outcomes, key=order.index)}
+
+
+def _bulk_one(user: User, action: Action, run: Run) -> str:
+    try:
+        if action == Action.ABORT:
+            ended = run_abort(run=run, user=user).status == RunStatus.ABORTED
+            return BulkOutcome.ABORTED if ended else BulkOutcome.STOPPING
+        run_delete(run=run, user=user)
+        return BulkOutcome.DELETED
+    except PermissionDenied:
+        return BulkOutcome.NOT_ALLOWED
+    except NotFound:
+        return BulkOutcome.GONE
+    except ActionNotAllowed:
+        return BulkOutcome.ALREADY_ENDED if action == Action.ABORT else BulkOutcome.STILL_ACTIVE
+
+
 # -- transitions -------------------------------------------------------------------------------
 def transition(
     run_id: int,
@@ -329,6 +383,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     log: str | None = None,
     level: str = LogLevel.INFO,
+    skip_locked: bool = False,
 ) -> bool:
     """Compare-and-set ``status`` to a terminal ``to`` where ``where`` still holds.
 
@@ -339,9 +394,10 @@ def transition(
     """
     where &= Q(status__in=ACTIVE_STATUSES)
     with transaction.atomic():
-        # A row locked by its worker is skipped, not waited for: that worker is either about to
-        # commit (and may end the Run itself) or frozen, and nobody queues behind a frozen one.
-        if not Run.objects.select_for_update(skip_locked=True).filter(where, pk=run_id).exists():
+        # Housekeeping skips a row its worker holds (about to commit, or frozen: nobody queues
+        # behind a frozen one); a user's request waits at most RUN_LOCK_TIMEOUT for it.
+        locked = Run.objects.select_for_update(skip_locked=skip_locked)
+        if not locked.filter(where, pk=run_id).exists():
             return False
         if log is not None:
             append_log(run_id, log, level=level, final=True)
@@ -356,6 +412,8 @@ def transition(
         won = Run.objects.filter(where, pk=run_id).update(status=to, **extra, **(fields or {}))
         if not won:
             transaction.set_rollback(True)
+        elif to in TERMINAL_STATUSES:
+            run_finished(run_id)
         return bool(won)
 
 

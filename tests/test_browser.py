@@ -40,14 +40,14 @@ def browser():
 
 @pytest.fixture
 def open_as(browser, live_server):
-    """``open_as(user)`` -> a Page logged in through the login form."""
+    """``open_as(user, width=1280, **context_options)`` -> a Page logged in through the login
+    form, in a new browser context of that width."""
     contexts = []
 
-    def open_as(user, password: str = PASSWORD):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def open_as(user, width: int = 1280, password: str = PASSWORD, **options):
+        context = browser.new_context(viewport={"width": width, "height": 900}, **options)
         contexts.append(context)
         page = context.new_page()
-        page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm asks first
         page.goto(f"{live_server.url}/login/")
         page.fill("#id_username", user.username)
         page.fill("#id_password", password)
@@ -139,6 +139,7 @@ def test_editor_launches_a_scan_aborts_it_and_resumes_it(
     # worker may stop within milliseconds, so an observer records that the text was shown.
     page.evaluate(SEE_ABORTING)
     page.click("#run-live button.act-abort")
+    page.click("#confirm-dialog-yes")  # the confirmation dialog asks first
     page.wait_for_function("window.sawAborting === true", timeout=10_000)
     expect(page.locator("#run-live .badge")).to_have_text("Aborted", timeout=20_000)
     expect(page.locator(".timeline")).to_contain_text("by editor")
@@ -148,6 +149,7 @@ def test_editor_launches_a_scan_aborts_it_and_resumes_it(
 
     # Resume lands on a new Run that finishes the remaining containers.
     page.click("#run-live button.act-resume")
+    page.click("#confirm-dialog-yes")
     page.wait_for_url(re.compile(rf"/activity/runs/(?!{run_id}/)\d+/$"))
     new_id = int(re.search(r"/runs/(\d+)/$", page.url).group(1))
     assert new_id != run_id

@@ -3,7 +3,7 @@ real web, worker, housekeeping and beat processes started from the Procfile. Eac
 one fault and asserts the end state of every Run involved and the time it took to get there.
 
 The short form runs in the PostgreSQL phase of ./scripts/test; ``make faults`` runs it with
-``FAULTS_TRIALS`` repetitions and writes the measured times to ``var/faults.json``.
+``FAULTS_TRIALS`` repetitions and writes the measured times to ``var/faults-<xdist worker>.json``.
 """
 
 import json
@@ -40,17 +40,20 @@ def deployment():
     # processes run as the postgres system user.
     root = Path(tempfile.mkdtemp(prefix="assay-faults-"))
     os.chmod(root, 0o755)
+    # One deployment per pytest-xdist worker, each on its own ports.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = int(worker[2:]) if worker.startswith("gw") else 0
     stack = Deployment(
-        root, web_port=int(os.environ.get("FAULTS_WEB_PORT", "18490")),
-        pg_port=int(os.environ.get("FAULTS_PG_PORT", "55490")),
-        redis_port=int(os.environ.get("FAULTS_REDIS_PORT", "6390")),
+        root, web_port=int(os.environ.get("FAULTS_WEB_PORT", "18490")) + offset,
+        pg_port=int(os.environ.get("FAULTS_PG_PORT", "55490")) + offset,
+        redis_port=int(os.environ.get("FAULTS_REDIS_PORT", "6390")) + offset,
     )
     try:
         yield stack.up()
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-        out = Path(__file__).resolve().parent.parent / "var" / "faults.json"
+        out = Path(__file__).resolve().parent.parent / "var" / f"faults-{worker}.json"
         out.parent.mkdir(exist_ok=True)
         summary = {k: {"trials": len(v), "max_s": max(v), "median_s": statistics.median(v)}
                    for k, v in MEASURED.items()}

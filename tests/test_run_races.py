@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -27,14 +28,16 @@ from django.utils import timezone
 import tests.conftest as conftest
 from accounts.models import User
 from datastores.sources import SourceError
-from runs.errors import ActionNotAllowed
+from runs.errors import ActionNotAllowed, Unavailable
 from runs.execution import RunContext, RunFenced, _fail, _finalise_abort, claim, finish
 from runs.models import Run, RunLogEntry, RunStatus
 from runs.operations.base import OperationConfig
 from runs.reaper import reap
 from runs.services import run_abort, run_resume
+from tests.api_support import bearer
 from tests.factories import RunFactory
 from tests.profile_scan_support import synced_demo_source
+from tests.test_run_lifecycle import running_run
 from tests.test_truthful_outcomes import aborted_half_way
 
 pytestmark = pytest.mark.postgres
@@ -116,6 +119,10 @@ def prepare(role: str, run_id: int, token: str | None, user_id: int):
                 result = run_abort(run=run, user=user)
             except ActionNotAllowed:
                 return "too-late"
+            except Unavailable:
+                # The row was held longer than RUN_LOCK_TIMEOUT by another racer's ending:
+                # refused with nothing changed, by design, instead of waiting.
+                return "busy"
             return "aborted" if result.status == RunStatus.ABORTED else "flagged"
 
         return abort
@@ -340,3 +347,33 @@ def _race_resumes(monkeypatch, datastore, editor):
     assert len(outcomes) == 8
     assert all(o == f"run {resumed.pk}" or f"resumed as Run #{resumed.pk}" in o
                for o in outcomes), outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_abort_never_waits_behind_a_worker_holding_the_run_row(datastore, editor):
+    """A worker (here: another session) sits inside a transaction holding its Run's row lock,
+    as a frozen worker would: the Abort answers 503 within about RUN_LOCK_TIMEOUT with nothing
+    changed, then is accepted once the lock is gone."""
+    run, _ = running_run(datastore)
+    db = settings.DATABASES["default"]
+    holder = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432,
+                             user=db["USER"] or "postgres", dbname=connection.settings_dict["NAME"])
+    try:
+        holder.execute("SELECT 1 FROM runs_run WHERE id = %s FOR UPDATE", [run.pk])
+        client = bearer(editor)
+        started = time.monotonic()
+        response = client.post(f"/api/v1/runs/{run.pk}/abort")
+        answered = time.monotonic() - started
+        assert response.status_code == 503, response.content
+        body = response.json()
+        assert body["code"] == "unavailable"
+        assert body["detail"].startswith("The Run is being written by its worker right now")
+        assert answered < settings.RUN_LOCK_TIMEOUT + 1.5, answered
+        assert Run.objects.get(pk=run.pk).abort_requested_at is None
+    finally:
+        holder.rollback()
+        holder.close()
+    response = client.post(f"/api/v1/runs/{run.pk}/abort")
+    assert response.status_code == 202 and response.json()["abort_requested"] is True
+    lines = RunLogEntry.objects.filter(run_id=run.pk, message__startswith="Abort requested")
+    assert lines.count() == 1

@@ -38,7 +38,7 @@ def test_datastores_page(datastore, containers, editor, viewer, outsider):
     assert "warehouse" in html and "vault" not in html
     name = f'<th scope="row"><a href="/datastores/{datastore.pk}/">warehouse</a></th>'
     row = html.split(name)[1].split("</tr>")[0]
-    assert '<td class="num">3</td>' in row
+    assert '<td class="num" data-label="Containers">3</td>' in row
     assert f'href="{launch_url(datastore, "scan")}"' in row
     assert launch_url(datastore, "external_scan") not in row  # opened by the CLI only
     viewer_html = client_for(viewer).get("/datastores/").content.decode()
@@ -51,7 +51,7 @@ def test_datastores_page(datastore, containers, editor, viewer, outsider):
     # A Viewer sees the name and the kind, never host, path, user or password.
     vault_row = vault_html.split(f'<a href="/datastores/{secret.pk}/">vault</a></th>')[1]
     vault_row = vault_row.split("</tr>")[0]
-    assert "<td>postgresql</td>" in vault_row and "Editors only" in vault_row
+    assert "<td data-label=\"Kind\">postgresql</td>" in vault_row and "Editors only" in vault_row
     assert not {"hunter2", "bob", "db/vault"} & set(re.findall(r"[\w/]+", vault_html))
     editor_row = html.split(name)[1].split("</tr>")[0]
     assert "<code>sqlite:///" in editor_row  # Editors see the connection

@@ -68,8 +68,9 @@ def test_timeline_of_an_aborted_resumed_run(datastore, editor):
     assert f'Resumed as\n  <a href="/activity/runs/{run.pk}/">' in detail(
         client_for(editor), original)
     rerun_html = detail(client_for(editor), rerun)
-    assert f"Rerun of <a href=\"/activity/runs/{rerun_source_id}/\">" in rerun_html
-    assert "(deleted)" in rerun_html
+    # A deleted original is named, not linked (its page would answer 404).
+    assert f"Rerun of #{rerun_source_id}</strong> <span class=\"muted\">(deleted)" in rerun_html
+    assert f'href="/activity/runs/{rerun_source_id}/"' not in rerun_html
 
 
 def test_promote_has_no_queued_step(datastore, editor):
@@ -98,7 +99,10 @@ def test_results_tab_and_container_log(datastore, editor):
     assert '<span class="badge badge-success">Success</span>' in results
     assert '<span class="badge badge-failure">Failure</span>' in results
     assert "1,200" in results and "Anomalies identified" in results
-    assert "Tables requested" in html  # summary metrics
+    # Summary metrics in reading order (asked, done, read), each with its unit.
+    summary = re.sub(r"<[^>]+>", " ", html.split("<h2>Summary</h2>")[1].split("</dl>")[0])
+    words = summary.split()
+    assert " ".join(words) == ("Requested 2 tables Scanned 1 table Records scanned 1,200 records")
 
 
 def test_container_log_lines_sit_with_their_container(datastore, editor):
@@ -338,7 +342,7 @@ def test_action_not_allowed_in_state_is_a_message_not_a_crash(datastore, editor)
     client = client_for(editor)
     response = client.post(f"/activity/runs/{run.pk}/rerun/", {"confirmed": "1"})
     assert response.status_code == 302 and response["Location"] == f"/activity/runs/{run.pk}/"
-    assert "Rerun is not available for a Running Scan Run." in detail(client, run)
+    assert f"Rerun is not available: Run #{run.pk} (Scan) is Running." in detail(client, run)
     assert client.post(f"/activity/runs/{run.pk}/explode/").status_code == 404
     assert Run.objects.count() == 1
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from functools import cache
+from urllib.parse import quote
 
 from django import forms, template
 from django.forms.utils import flatatt
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -94,10 +96,37 @@ def action_title(action, run) -> str:
 
 
 @register.filter
-def utc(value: dt.datetime | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """A timestamp in UTC, the zone every page states. Plain ``strftime``: rows show several
-    timestamps each, and Django's ``date`` filter costs ten times more per call."""
-    return value.astimezone(dt.UTC).strftime(layout) if value else ""
+def local(value: dt.datetime | None, layout: str = "%Y-%m-%d %H:%M:%S %Z") -> str:
+    """A timestamp in the viewer's time zone (the zone named, by default). Plain ``strftime``:
+    rows show several timestamps each, and Django's ``date`` filter costs ten times more."""
+    return value.astimezone(timezone.get_current_timezone()).strftime(layout) if value else ""
+
+
+def relative(value: dt.datetime, now: dt.datetime) -> str:
+    """"3 min ago" within a day; otherwise the date, with its year when not this year's."""
+    seconds = (now - value).total_seconds()
+    if -60 < seconds < 45:
+        return "just now"
+    if 0 < seconds < 3600:
+        return f"{round(seconds / 60)} min ago"
+    if 0 < seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    zone = timezone.get_current_timezone()
+    here = value.astimezone(zone)
+    if here.year != now.astimezone(zone).year:
+        return here.strftime("%b %-d %Y, %H:%M")
+    return here.strftime("%b %-d, %H:%M")
+
+
+@register.simple_tag
+def when(value: dt.datetime | None):
+    """``<time>`` reading "3 min ago" (or a date), the exact time and zone on hover."""
+    if value is None:
+        return ""
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        iso(value), local(value), relative(value, timezone.now()),
+    )
 
 
 @register.filter
@@ -158,6 +187,58 @@ def percent(run) -> int:
     return min(100, round(100 * run.progress_done / run.progress_total))
 
 
+# Summary metrics in the order a reader follows a Run (what was asked, what was done, what it
+# found, what went wrong), each with the unit its number counts. Keys not listed follow,
+# alphabetically, as "Label: value".
+METRICS: dict[str, tuple[str, str]] = {
+    "tables_requested": ("Requested", "tables"),
+    "tables_profiled": ("Profiled", "tables"),
+    "tables_scanned": ("Scanned", "tables"),
+    "containers_added": ("Added", "containers"),
+    "containers_updated": ("Updated", "containers"),
+    "containers_removed": ("Removed", "containers"),
+    "containers_materialized": ("Materialized", "containers"),
+    "fields": ("Fields", "fields"),
+    "fields_removed": ("Fields removed", "fields"),
+    "records_profiled": ("Records profiled", "records"),
+    "records_scanned": ("Records scanned", "records"),
+    "records_written": ("Records written", "records"),
+    "field_profiles": ("Field profiles", "fields"),
+    "checks_evaluated": ("Checks evaluated", "checks"),
+    "checks_added": ("Checks inferred, added", "checks"),
+    "checks_updated": ("Checks inferred, updated", "checks"),
+    "anomalies_identified": ("Anomalies identified", "anomalies"),
+    "anomalies_resolved": ("Anomalies resolved", "anomalies"),
+    "anomalies_exported": ("Exported", "anomalies"),
+    "checks_exported": ("Exported", "checks"),
+    "field_profiles_exported": ("Exported", "field profiles"),
+    "created": ("Created", "checks"),
+    "updated": ("Updated", "checks"),
+    "skipped": ("Skipped (identical)", "checks"),
+    "failed": ("Failed", "checks"),
+    "check_errors": ("Checks that could not run", "checks"),
+    "containers_failed": ("Failed", "containers"),
+}
+SINGULAR = {"tables": "table", "containers": "container", "fields": "field", "records": "record",
+            "checks": "check", "anomalies": "anomaly", "field profiles": "field profile"}
+_METRIC_RANK = {key: rank for rank, key in enumerate(METRICS)}
+
+
+@register.filter
+def metric_items(mapping: dict) -> list[tuple[str, str]]:
+    """(label, value with unit) pairs of a Run's or a unit's metrics, in METRICS order."""
+    items = sorted((mapping or {}).items(), key=lambda kv: (_METRIC_RANK.get(kv[0], 999), kv[0]))
+    shown = []
+    for key, value in items:
+        name, unit = METRICS.get(key, (label(key), ""))
+        text = show_value(value)
+        counted = isinstance(value, int) and not isinstance(value, bool)
+        if unit and counted:
+            text = f"{text} {SINGULAR.get(unit, unit) if value == 1 else unit}"
+        shown.append((name, text))
+    return shown
+
+
 @register.filter
 def sorted_items(mapping: dict):
     return sorted((mapping or {}).items())
@@ -174,9 +255,13 @@ def tracks_units(run) -> bool:
     return get_operation(run.operation).tracks_units
 
 
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 @register.simple_tag(takes_context=True)
-def heat_weeks(context, heatmap):
-    """The heatmap's week columns; each day links to its Runs under the current filters.
+def heat_grid(context, heatmap):
+    """The heatmap as an ARIA grid: a row per weekday, a column per week, each day a link to
+    its Runs under the current filters. assay.js makes it one tab stop with arrow keys inside.
 
     Built here rather than with ``{% querystring %}`` and ``|date`` per cell: 84 cells that
     way were a third of the Activity page's rendering time.
@@ -186,26 +271,36 @@ def heat_weeks(context, heatmap):
         query.pop(name, None)
     base = escape(f"?{query.urlencode()}&" if query else "?")
     selected = heatmap["selected"]
-    columns = []
-    for week in heatmap["weeks"]:
-        first = week[0].day
-        cells = [f'<span class="heat-month" aria-hidden="true">'
-                 f'{first.strftime("%b") if first.day <= 7 else ""}</span>']  # fmt: skip
-        for day in week:
+    weeks = heatmap["weeks"]
+    months = "".join(
+        f'<span class="heat-month">{week[0].day.strftime("%b") if week[0].day.day <= 7 else ""}'
+        "</span>"
+        for week in weeks
+    )
+    rows = [f'<div class="heat-row heat-months" aria-hidden="true"><span></span>{months}</div>']
+    for weekday, name in enumerate(WEEKDAYS):
+        shown = weekday in (0, 2, 4)  # Mon, Wed, Fri label their rows; the others are read out
+        cells = [f'<span class="heat-day" role="rowheader">{name if shown else ""}'
+                 f'<span class="sr-only">{"" if shown else name}</span></span>']
+        for week in weeks:
+            day = week[weekday]
             if day.in_future:
-                cells.append('<span class="heat-cell future"></span>')
+                cells.append('<span class="heat-cell future" role="gridcell"></span>')
                 continue
-            iso = day.day.isoformat()
+            iso_day = day.day.isoformat()
             runs = f"{day.count} Run{'' if day.count == 1 else 's'}"
-            css = f"heat-cell l{day.level}{' selected' if day.day == selected else ''}"
+            current = day.day == selected
+            css = f"heat-cell l{day.level}{' selected' if current else ''}"
+            chosen = ' aria-selected="true"' if current else ""
             cells.append(
-                f'<a class="{css}" href="{base}date_from={iso}&amp;date_to={iso}" '
+                f'<span role="gridcell"{chosen}>'
+                f'<a class="{css}" href="{base}date_from={iso_day}&amp;date_to={iso_day}" '
                 f'title="{runs} on {day.day:%a, %b} {day.day.day}" '
-                f'aria-label="{runs} on {iso}"></a>'
+                f'aria-label="{runs} on {iso_day}"></a></span>'
             )
-        columns.append(f'<div class="heat-week">{"".join(cells)}</div>')
+        rows.append(f'<div class="heat-row" role="row">{"".join(cells)}</div>')
     # Safe: the only outside input, the query string, is escaped; the rest is numbers and dates.
-    return mark_safe("".join(columns))  # noqa: S308
+    return mark_safe("".join(rows))  # noqa: S308
 
 
 @register.simple_tag(takes_context=True)
@@ -233,12 +328,13 @@ def run_actions(context, run):
         )
         forms.append(format_html(
             '<form method="post" action="{url}" hx-post="{url}" hx-vals=\'{{"confirmed": "1"}}\''
-            ' hx-confirm="{label} Run #{pk}?"{abort}>'
+            ' data-confirm-url="{url}?next={next_q}" data-confirm-label="{label}"{abort}>'
             '<input type="hidden" name="csrfmiddlewaretoken" value="{csrf}">'
             '<input type="hidden" name="next" value="{next}">'
             '<button type="submit" class="btn btn-sm act-{value}" title="{title}">{icon}'
             '<span class="btn-label">{label}</span></button></form>',
-            url=url, label=action.label, pk=run.pk, abort=abort, csrf=csrf, next=next_url,
+            url=url, label=action.label, abort=abort, csrf=csrf, next=next_url,
+            next_q=quote(next_url, safe=""),
             value=action.value, title=action_title(action, run), icon=action_icon(action.value),
         ))  # fmt: skip
     return format_html('<div class="actions">{}</div>', mark_safe("".join(forms)))  # noqa: S308

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from datastores.models import Datastore
-    from runs.execution import RunContext
+    from runs.operations.context import RunContext
 
 
 # The largest integer a database column (BIGINT) holds: a bigger one would only fail later,

@@ -12,7 +12,10 @@ from runs.operations.base import Unit, UnitFailed
 
 def containers_field():
     """``containers``: names of catalogued containers, or null for all of them."""
-    return ConfigField(default=None, min_length=1, max_length=10_000)
+    return ConfigField(
+        default=None, min_length=1, max_length=10_000,
+        description="The containers to work on; none selected means every catalogued container.",
+    )
 
 
 def validate_container_names(names: list[str] | None, *, datastore: Datastore) -> None:

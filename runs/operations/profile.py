@@ -27,11 +27,20 @@ from runs.operations.containers import (
 
 class ProfileConfig(OperationConfig):
     containers: list[str] | None = containers_field()
-    # Profile only the first N rows of each container (null: all rows).
-    record_limit: RowCount | None = None
-    inference_level: int = ConfigField(default=2, ge=0, le=5)
-    # New inferred checks start as drafts (reviewed before Scans use them) or active.
-    infer_as_draft: bool = True
+    record_limit: RowCount | None = ConfigField(
+        default=None,
+        description="Profile only the first N rows of each container; empty for every row.",
+    )
+    inference_level: int = ConfigField(
+        default=2, ge=0, le=5,
+        description="How many checks to infer from the profiles: 0 none, 1 the basics (not "
+        "null, types), up to 5 every rule the profiles support (ranges, patterns, row counts).",
+    )
+    infer_as_draft: bool = ConfigField(
+        default=True,
+        description="New inferred checks start as drafts, reviewed before Scans use them; "
+        "unticked, they start active.",
+    )
 
 
 class Profile(Operation):

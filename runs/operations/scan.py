@@ -52,16 +52,28 @@ from runs.operations.containers import (
 
 class ScanConfig(OperationConfig):
     containers: list[str] | None = containers_field()
-    # Read only rows past each container's stored high-water mark (full scan the first time).
-    incremental: bool = False
-    # Read only the first N rows of each container (by high-water column when it has one).
-    record_limit: RowCount | None = None
-    # More failing checks than this on one container: one rolled-up anomaly for the container.
-    rollup_threshold: int = ConfigField(default=10, ge=1, le=MAX_INT)
-    # Example source rows stored with each anomaly.
-    source_record_limit: int = ConfigField(default=10, ge=0, le=100)
-    # A full scan resolves the container's open anomalies whose checks now pass.
-    auto_resolve: bool = True
+    incremental: bool = ConfigField(
+        default=False,
+        description="Read only the rows added since the last Scan (past each container's "
+        "high-water mark); the first Scan of a container reads it all.",
+    )
+    record_limit: RowCount | None = ConfigField(
+        default=None,
+        description="Read only the first N rows of each container; empty for every row.",
+    )
+    rollup_threshold: int = ConfigField(
+        default=10, ge=1, le=MAX_INT,
+        description="When more checks than this fail on one container, record one rolled-up "
+        "anomaly for the container instead of one per check.",
+    )
+    source_record_limit: int = ConfigField(
+        default=10, ge=0, le=100,
+        description="Example source rows kept with each anomaly (0 to 100; 0 keeps none).",
+    )
+    auto_resolve: bool = ConfigField(
+        default=True,
+        description="A full Scan resolves the container's open anomalies whose checks now pass.",
+    )
 
 
 class Scan(Operation):

@@ -12,10 +12,17 @@ from runs.operations.base import Operation, OperationConfig, Unit, UnitFailed, U
 
 
 class SyncConfig(OperationConfig):
-    prune: bool = False  # remove containers that no longer exist in the source
-    recreate: bool = False  # drop and re-create every synced container's fields
+    prune: bool = ConfigField(
+        default=False,
+        description="Remove catalogued containers that no longer exist in the source.",
+    )
+    recreate: bool = ConfigField(
+        default=False,
+        description="Drop and re-create every synced container's fields (their profiles go).",
+    )
     include: list[Literal["table", "view"]] = ConfigField(
-        default_factory=lambda: ["table", "view"], min_length=1
+        default_factory=lambda: ["table", "view"], min_length=1,
+        description="Which kinds of source objects become containers.",
     )
 
 

@@ -59,12 +59,14 @@
     }
   });
 
-  // "Select all" ticks every row's checkbox of the same name in its form.
+  // "Select all" ticks every row's checkbox of the same name in its form (rows may sit outside
+  // the form element and join it with form="...": form.elements has them all).
   document.addEventListener("change", function (event) {
     var all = event.target.closest && event.target.closest("[data-select-all]");
     if (!all) return;
-    all.form.querySelectorAll('input[type=checkbox][name="' + all.dataset.selectAll + '"]')
-      .forEach(function (box) { box.checked = all.checked; });
+    Array.from(all.form.elements).forEach(function (box) {
+      if (box.type === "checkbox" && box.name === all.dataset.selectAll) box.checked = all.checked;
+    });
   });
 
   // Tabs: without JavaScript every panel simply shows one after the other.
@@ -110,10 +112,184 @@
     }
   });
 
-  // Buttons that ask first (no inline onclick: the Content-Security-Policy forbids it).
+  // -- confirmations: one accessible <dialog> (base.html) ---------------------------------------
+  // Its body is the confirmation page's own explanation, fetched from the server, so the words
+  // are the same with or without JavaScript. Enter confirms (the focused button), Escape cancels.
+  var dialog = document.getElementById("confirm-dialog");
+  var onConfirm = null;
+  function showDialog(body, label, kind, then) {
+    var box = document.getElementById("confirm-dialog-body");
+    var yes = document.getElementById("confirm-dialog-yes");
+    if (typeof body === "string") {
+      box.innerHTML = '<h2 id="confirm-dialog-title"></h2>';
+      box.firstChild.textContent = body;
+    } else {
+      box.replaceChildren(body);
+    }
+    yes.textContent = label || "Confirm";
+    yes.className = "btn btn-primary" + (kind ? " act-" + kind : "");
+    onConfirm = then;
+    dialog.returnValue = "";
+    if (!dialog.open) dialog.showModal();
+    yes.focus();
+  }
+  if (dialog) {
+    dialog.addEventListener("close", function () {
+      var then = onConfirm;
+      onConfirm = null;
+      if (dialog.returnValue === "confirm" && then) then();
+    });
+  }
+  // The server's explanation (the confirmation page's fragment); a redirect means the action is
+  // no longer possible (the message waits on the page it leads to).
+  function explain(url, init) {
+    init = init || {};
+    init.headers = Object.assign({ "HX-Request": "true" }, init.headers || {});
+    init.credentials = "same-origin";
+    return fetch(url, init).then(function (response) {
+      var redirect = response.headers.get("HX-Redirect");
+      if (redirect) { window.location.assign(redirect); throw new Error("redirected"); }
+      if (!response.ok) { window.location.assign(url); throw new Error(String(response.status)); }
+      return response.text();
+    }).then(function (html) {
+      var wrapper = document.createElement("div");
+      wrapper.innerHTML = html;
+      return wrapper;
+    });
+  }
+  // Run actions (htmx forms marked data-confirm-url).
+  document.addEventListener("htmx:confirm", function (event) {
+    var form = event.detail.elt;
+    if (!dialog || !form.dataset || !form.dataset.confirmUrl) return;
+    event.preventDefault();
+    explain(form.dataset.confirmUrl).then(function (body) {
+      showDialog(body, form.dataset.confirmLabel, form.querySelector("button").className.match(/act-(\w+)/)[1],
+        function () { event.detail.issueRequest(true); });
+    }).catch(function () {});
+  });
+  // Plain buttons that ask a question (data-confirm="..."): the question in the dialog.
+  var confirmed = null;
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-confirm]");
-    if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+    if (!button || button === confirmed) return;
+    event.preventDefault();
+    if (!dialog) { if (window.confirm(button.dataset.confirm)) { confirmed = button; button.click(); } return; }
+    showDialog(button.dataset.confirm, button.textContent.trim(), "", function () {
+      confirmed = button;
+      button.click();
+      confirmed = null;
+    });
+  });
+  // Forms that preview what they will do (the bulk actions): the server's preview in the dialog.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!dialog || !form.hasAttribute("data-confirm-preview") || form.dataset.confirmed) return;
+    event.preventDefault();
+    var submitter = event.submitter;
+    var data = new FormData(form, submitter);
+    explain(form.getAttribute("action"), { method: "POST", body: data,
+      headers: { "X-CSRFToken": data.get("csrfmiddlewaretoken") } }).then(function (body) {
+      var hasRuns = !body.querySelector(".nothing");
+      var label = body.querySelector("h1").textContent.replace("?", "").trim();
+      showDialog(body, hasRuns ? label : "Close", submitter ? submitter.value : "", hasRuns ? function () {
+        var flag = document.createElement("input");
+        flag.type = "hidden"; flag.name = "confirmed"; flag.value = "1";
+        form.appendChild(flag);
+        form.dataset.confirmed = "1";
+        form.requestSubmit(submitter);
+      } : null);
+    }).catch(function () {});
+  });
+
+  // -- the heatmap: one tab stop, arrow keys inside (the ARIA grid pattern) --------------------
+  function heatLinks(grid) {
+    return Array.from(grid.querySelectorAll("[role=row]")).map(function (row) {
+      return Array.from(row.querySelectorAll("[role=gridcell]")).map(function (cell) {
+        return cell.querySelector("a");
+      });
+    });
+  }
+  function initHeatmap(grid) {
+    var links = grid.querySelectorAll("a");
+    if (!links.length) return;
+    var current = grid.querySelector("[aria-selected=true] a") || links[links.length - 1];
+    links.forEach(function (link) { link.tabIndex = link === current ? 0 : -1; });
+  }
+  var HEAT_MOVES = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+  document.addEventListener("keydown", function (event) {
+    var grid = event.target.closest && event.target.closest("[data-heatmap]");
+    if (!grid || event.target.tagName !== "A") return;
+    var rows = heatLinks(grid), r = -1, c = -1;
+    rows.forEach(function (row, i) { var j = row.indexOf(event.target); if (j >= 0) { r = i; c = j; } });
+    if (r < 0) return;
+    var next = null;
+    if (event.key === "Home" || event.key === "End") {
+      var row = rows[r].filter(Boolean);
+      next = event.key === "Home" ? row[0] : row[row.length - 1];
+    } else if (HEAT_MOVES[event.key]) {
+      var dr = HEAT_MOVES[event.key][0], dc = HEAT_MOVES[event.key][1];
+      for (var i = r + dr, j = c + dc; i >= 0 && i < rows.length && j >= 0 && j < rows[i].length; i += dr, j += dc) {
+        if (rows[i][j]) { next = rows[i][j]; break; }
+      }
+    } else {
+      return;
+    }
+    event.preventDefault();
+    if (!next) return;
+    event.target.tabIndex = -1;
+    next.tabIndex = 0;
+    next.focus();
+  });
+
+  // -- a searchable container picker over a <select multiple data-picker> ----------------------
+  function initPicker(select) {
+    if (!select.options.length) return;  // nothing catalogued: the help says to Sync first
+    var picker = document.createElement("div");
+    picker.className = "picker";
+    var search = document.createElement("input");
+    search.type = "search";
+    search.placeholder = "Filter containers";
+    search.setAttribute("aria-label", "Filter the containers by name");
+    var count = document.createElement("p");
+    count.className = "help";
+    count.setAttribute("aria-live", "polite");
+    var list = document.createElement("div");
+    list.className = "picker-list";
+    list.setAttribute("role", "group");
+    var label = document.querySelector('label[for="' + select.id + '"]');
+    if (label) list.setAttribute("aria-label", label.textContent);
+    function counted() {
+      var n = select.selectedOptions.length;
+      count.textContent = n ? n + " of " + select.options.length + " selected" : "None selected: every container";
+    }
+    Array.from(select.options).forEach(function (option, i) {
+      var row = document.createElement("label");
+      row.className = "picker-item";
+      var box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = option.selected;
+      box.id = select.id + "-pick-" + i;
+      box.addEventListener("change", function () { option.selected = box.checked; counted(); });
+      row.appendChild(box);
+      row.appendChild(document.createTextNode(" " + option.textContent));
+      list.appendChild(row);
+    });
+    search.addEventListener("input", function () {
+      var needle = search.value.toLowerCase();
+      list.querySelectorAll(".picker-item").forEach(function (row) {
+        row.hidden = needle && row.textContent.toLowerCase().indexOf(needle) < 0;
+      });
+    });
+    picker.append(search, list, count);
+    select.hidden = true;
+    select.after(picker);
+    if (label) label.htmlFor = search.id = select.id + "-search";
+    counted();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-heatmap]").forEach(initHeatmap);
+    document.querySelectorAll("select[multiple][data-picker]").forEach(initPicker);
   });
 
   // The log follows new lines while the reader sits at its bottom.
@@ -141,8 +317,11 @@
       source.replaceWith(frozen);
     }
     var text = status === 403 ? "You are not allowed to do this." :
-      status === 404 ? "This Run no longer exists." : "The request failed (" + status + ").";
+      status === 404 ? "This Run is no longer available: it was deleted, or your access to it changed." :
+      "The request failed (" + status + ").";
     var list = document.querySelector(".messages");
+    // Several parts of a page poll the same Run: one message is enough.
+    if (list && Array.from(list.children).some(function (li) { return li.textContent === text; })) return;
     if (!list) {
       list = document.createElement("ul");
       list.className = "messages";
