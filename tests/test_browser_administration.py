@@ -83,6 +83,7 @@ def test_admin_creates_a_user_who_launches_then_deactivates_them(
     expect(page.locator("main")).to_contain_text("Effective access")
     expect(page.locator("main")).to_contain_text("Loaders")
     page.click("button:has-text('Deactivate')")
+    page.click("#confirm-dialog-yes")  # the page's confirmation dialog
     expect(page.locator(".messages")).to_contain_text("grace deactivated")
     expect(page.locator("h1")).to_contain_text("Deactivated")
 
@@ -121,6 +122,8 @@ def test_a_user_makes_a_token_uses_it_with_the_cli_and_revokes_it(
     assert key not in page.content()
     page.click("#token-{} button:has-text('Revoke')".format(
         editor.api_tokens.get(name="ci pipeline").pk))
+    expect(page.locator("#confirm-dialog")).to_contain_text("Whatever uses it gets 401")
+    page.click("#confirm-dialog-yes")
     expect(page.locator(".messages")).to_contain_text("revoked")
 
     refused = cli(live_server, key, "runs", "list")
@@ -220,6 +223,7 @@ def test_a_schedule_made_in_the_browser_fires_and_its_runs_outlive_it(
 
     page.goto(f"{live_server.url}/schedules/")
     page.click(f"#schedule-{schedule.pk} >> button:has-text('Delete')")
+    page.click("#confirm-dialog-yes")
     expect(page.locator(".messages")).to_contain_text("Its Runs stay")
     page.goto(f"{live_server.url}/activity/runs/{run.pk}/")
     expect(page.locator("main")).to_contain_text(f"Schedule #{schedule.pk} (deleted)")
