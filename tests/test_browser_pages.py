@@ -133,7 +133,7 @@ def test_no_page_scrolls_sideways_from_360_to_1440_px(log_in, live_server, site,
             page = log_in(user, width)
             for path in pages_for(persona, site):
                 page.goto(f"{live_server.url}{path}")
-                page.wait_for_load_state("networkidle")
+                page.wait_for_load_state("load")
                 if overflow(page) > 0:
                     wide.append((persona, width, path, overflow(page)))
             # Fragments in place: an expanded Activity row, the user menu, the dialog.
@@ -157,7 +157,7 @@ def test_no_page_scrolls_sideways_from_360_to_1440_px(log_in, live_server, site,
                     if persona not in who or (persona == "admin" and "editor" in who):
                         continue
                     page.goto(f"{live_server.url}{path.format(**site)}")
-                    page.wait_for_load_state("networkidle")
+                    page.wait_for_load_state("load")
                     page.screenshot(path=str(Path(shots) / f"{_slug(path)}-{width}.png"),
                                     full_page=True)
 
@@ -179,7 +179,7 @@ def test_no_serious_accessibility_violations_on_any_page(log_in, live_server, si
         page = log_in(user, 1280, bypass_csp=True)
         for path in pages_for(persona, site) + ["/activity/#expanded"]:
             page.goto(f"{live_server.url}{path}")
-            page.wait_for_load_state("networkidle")
+            page.wait_for_load_state("load")
             if path.endswith("#expanded"):
                 page.click(f"#run-{site['aborted']} button.expand")
                 expect(page.locator(f"#run-{site['aborted']}-more")).to_contain_text("Summary")
