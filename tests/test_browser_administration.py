@@ -83,6 +83,7 @@ def test_admin_creates_a_user_who_launches_then_deactivates_them(
     expect(page.locator("main")).to_contain_text("Effective access")
     expect(page.locator("main")).to_contain_text("Loaders")
     page.click("button:has-text('Deactivate')")
+    page.click("#confirm-dialog-yes")  # the page's confirmation dialog
     expect(page.locator(".messages")).to_contain_text("grace deactivated")
     expect(page.locator("h1")).to_contain_text("Deactivated")
 
@@ -121,6 +122,8 @@ def test_a_user_makes_a_token_uses_it_with_the_cli_and_revokes_it(
     assert key not in page.content()
     page.click("#token-{} button:has-text('Revoke')".format(
         editor.api_tokens.get(name="ci pipeline").pk))
+    expect(page.locator("#confirm-dialog")).to_contain_text("Whatever uses it gets 401")
+    page.click("#confirm-dialog-yes")
     expect(page.locator(".messages")).to_contain_text("revoked")
 
     refused = cli(live_server, key, "runs", "list")
@@ -197,15 +200,19 @@ def test_a_schedule_made_in_the_browser_fires_and_its_runs_outlive_it(
     schedule = Schedule.objects.get()
 
     worker = worker_process(env={"RUN_SCHEDULE_INTERVAL": "1"})
-    beat = start_beat(worker, tmp_path)
+    # As the Procfile runs them: beat, and the housekeeping worker that fires schedules.
+    helpers = [start_celery(worker, tmp_path, "beat", "-s", str(tmp_path / "beat-schedule")),
+               start_celery(worker, tmp_path, "worker", "-Q", "housekeeping", "-c", "1",
+                            "--pool", "solo", "-n", f"housekeeping-{os.getpid()}@%h")]
     try:
         run = wait_for(lambda: Run.objects.filter(schedule=schedule).first(), timeout=90,
                        message="the schedule did not fire")
         wait_for(lambda: Run.objects.get(pk=run.pk).is_terminal, timeout=60,
                  message="the scheduled Sync did not finish")
     finally:
-        beat.terminate()
-        beat.wait(timeout=20)
+        for process in helpers:
+            process.terminate()
+            process.wait(timeout=20)
     assert run.triggered_by_kind == ActorKind.SCHEDULE
 
     page.goto(f"{live_server.url}/schedules/")
@@ -216,18 +223,19 @@ def test_a_schedule_made_in_the_browser_fires_and_its_runs_outlive_it(
 
     page.goto(f"{live_server.url}/schedules/")
     page.click(f"#schedule-{schedule.pk} >> button:has-text('Delete')")
+    page.click("#confirm-dialog-yes")
     expect(page.locator(".messages")).to_contain_text("Its Runs stay")
     page.goto(f"{live_server.url}/activity/runs/{run.pk}/")
     expect(page.locator("main")).to_contain_text(f"Schedule #{schedule.pk} (deleted)")
     expect(page.locator("#run-live .badge")).to_have_text("Success")
 
 
-def start_beat(worker, tmp_path) -> subprocess.Popen:
-    """``celery beat`` on the worker's database and broker (its own schedule file)."""
-    log = open(tmp_path / "beat.log", "ab")  # noqa: SIM115 -- the process owns it
+def start_celery(worker, tmp_path, command: str, *args: str) -> subprocess.Popen:
+    """Another celery process (``beat``, a worker on another queue) on the worker's database
+    and broker; its output goes to ``<command>.log`` in the test's folder."""
+    log = open(tmp_path / f"{command}.log", "ab")  # noqa: SIM115 -- the process owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "assay", "beat", "-l", "INFO",
-         "-s", str(tmp_path / "beat-schedule")],
+        [sys.executable, "-m", "celery", "-A", "assay", command, "-l", "INFO", *args],
         cwd=ROOT, env=worker.env, stdout=log, stderr=subprocess.STDOUT,
     )
 

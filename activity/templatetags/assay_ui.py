@@ -439,3 +439,9 @@ def audit_json(value) -> str:
             for key, item in value.items()
         )
     return json.dumps(value)
+
+
+@register.filter
+def in_utc(value: dt.datetime | None, layout: str = "%Y-%m-%d %H:%M UTC") -> str:
+    """A timestamp in UTC, whatever the viewer's zone: schedules' cron expressions are UTC."""
+    return value.astimezone(dt.UTC).strftime(layout) if value else ""
