@@ -25,7 +25,8 @@ bench-checks:
 # with every Procfile process; kill, SIGSTOP, database and broker restarts. Measured times go
 # to var/faults-gw0.json. Override with e.g. `make faults FAULTS_TRIALS=10`.
 FAULTS_TRIALS ?= 5
+FAULTS_BACKLOG ?= 1000
 faults:
 	DATABASE_URL=$${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/assay} \
-	ASSAY_TEST_BROKER=redis FAULTS_TRIALS=$(FAULTS_TRIALS) \
+	ASSAY_TEST_BROKER=redis FAULTS_TRIALS=$(FAULTS_TRIALS) FAULTS_BACKLOG=$(FAULTS_BACKLOG) \
 	.venv/bin/python -m pytest tests/test_faults.py -m faults -v

@@ -8,6 +8,7 @@ The short form runs in the PostgreSQL phase of ./scripts/test; ``make faults`` r
 
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -22,6 +23,9 @@ from tests.fault_stack import TIMINGS, Deployment, wait_until
 pytestmark = [pytest.mark.postgres, pytest.mark.faults]
 
 TRIALS = int(os.environ.get("FAULTS_TRIALS", "1"))
+# Runs queued at once in the backlog trial: 300 keeps the short form under a minute on a
+# shared 2-core machine; ``make faults`` queues 1,000.
+BACKLOG = int(os.environ.get("FAULTS_BACKLOG", "300"))
 STALE = float(TIMINGS["RUN_HEARTBEAT_STALE_AFTER"])
 REAPER = float(TIMINGS["RUN_REAPER_INTERVAL"])
 # The promise: a frozen or dead worker's Run ends within 3 x heartbeat interval + the stale
@@ -180,3 +184,135 @@ def freeze_inside_transaction(stack: Deployment, run_id: int) -> int:
             os.kill(pid, signal.SIGCONT)
         time.sleep(0.01)
     raise AssertionError("never caught the worker inside a transaction")
+
+
+def add_datastore(stack: Deployment, name: str) -> int:
+    """Another datastore on the demo source (Runs of one datastore that write its catalogue
+    never run side by side, so saturating the slots takes one datastore per slot)."""
+    out = stack.manage("shell", "-c", (
+        "from datastores.models import Datastore\n"
+        "demo = Datastore.objects.get(name='demo')\n"
+        f"print(Datastore.objects.create(name={name!r}, source_url=demo.source_url).pk)\n"))
+    return int(out.split()[-1])
+
+
+def schedule_due_in(stack: Deployment, seconds: float) -> int:
+    """A schedule whose next firing is ``seconds`` from the database's now; returns its id."""
+    out = stack.manage("shell", "-c", (
+        "from datetime import timedelta\n"
+        "from accounts.models import User\n"
+        "from runs.dbtime import db_now\n"
+        "from runs.models import Schedule\n"
+        f"s = Schedule.objects.create(name='due', datastore_id={stack.datastore_id}, "
+        "operation='sync', cron='0 0 1 1 *', created_by=User.objects.get(username='ops'), "
+        f"next_fire_at=db_now() + timedelta(seconds={seconds}))\n"
+        "print(s.pk)\n"))
+    return int(out.split()[-1])
+
+
+def test_kill_9_of_a_worker_with_every_slot_busy(deployment):
+    """Both Run slots execute Profiles and more Runs wait behind them; one slot's process is
+    killed. Its Run still ends within the bound (housekeeping has its own worker), the other
+    slot's Run ends Success, and a schedule due meanwhile fires on time."""
+    stack = deployment
+    restore_worker(stack)
+    other_datastore = add_datastore(stack, "demo-2")
+    status, body = stack.api("POST", "/runs", {"operation": "sync", "datastore": other_datastore,
+                                               "config": {}})
+    assert status == 201, body
+    stack.wait_for_status(body["id"], {"success"}, timeout=60)
+    busy = [stack.launch("profile")]
+    for _ in range(2):  # the backlog: waits behind the busy slots
+        status, body = stack.api("POST", "/runs", {"operation": "profile",
+                                                   "datastore": other_datastore, "config": {}})
+        assert status == 201, body
+        busy.append(body["id"])
+    backlog = [stack.launch("profile"), busy.pop()]
+    for run_id in busy:
+        running(stack, run_id, timeout=60)
+    assert len(stack.pool_children("worker")) == 2
+    schedule = schedule_due_in(stack, 2)
+    victim = stack.pool_children("worker")[0]
+    os.kill(victim, signal.SIGKILL)
+    killed = time.monotonic()
+
+    def lost():
+        return [r for r in busy if stack.run(r)["error"] == "Worker lost: no heartbeat"]
+
+    wait_until(lost, timeout=60, what="the killed slot's Run failed")
+    took = time.monotonic() - killed
+    assert took <= DEAD_WORKER_BOUND, took
+    record("every slot busy, kill -9 of one slot: its Run ends Failure (s)", took)
+    (dead,) = lost()
+    assert stack.run(dead)["status"] == "failure"
+    (alive,) = set(busy) - {dead}
+    stack.wait_for_status(alive, {"success", "failure", "aborted"}, timeout=120)
+    assert stack.run(alive)["status"] == "success", stack.run(alive)
+    assert stack.executions(alive) == 1
+    ((outcome, late, fired_run),) = stack.cluster.query(
+        "SELECT outcome, extract(epoch FROM fired_at - due_at), run_id "
+        "FROM runs_schedulefiring WHERE schedule_id = %s", (schedule,))
+    assert outcome == "launched", outcome
+    assert float(late) <= float(TIMINGS["RUN_SCHEDULE_INTERVAL"]) + 2, late
+    record("every slot busy: a due schedule fires (s late)", float(late))
+    for run_id in [*backlog, fired_run]:
+        stack.wait_for_status(run_id, {"success"}, timeout=120)
+        assert stack.executions(run_id) == 1
+
+
+def test_a_backlog_is_resent_sparingly(deployment):
+    """``BACKLOG`` small Scans are queued at once, far more than the two slots take in
+    ``RUN_REQUEUE_AFTER``, so the reaper's re-send of lost messages runs all along. Deliveries
+    (messages the workers received) stay within 10 % above the number of Runs; every Run ends
+    Success, executed once."""
+    stack = deployment
+    restore_worker(stack)
+    received = re.compile(r"Task runs\.execute_run\[[^]]+\] received")
+    before = len(received.findall(stack.log("worker")))
+    launched = time.monotonic()
+    # Scans of different tables run side by side; one datastore may run them all at once.
+    out = stack.manage("shell", "-c", (
+        "from accounts.models import User\n"
+        "from datastores.models import Datastore\n"
+        "from runs.services import run_launch\n"
+        f"d = Datastore.objects.get(pk={stack.datastore_id})\n"
+        "Datastore.objects.filter(pk=d.pk).update(run_limit=1000)\n"
+        "d.refresh_from_db()\n"
+        "user = User.objects.get(username='ops')\n"
+        "names = sorted(d.containers.values_list('name', flat=True))\n"
+        "ids = [run_launch(user=user, datastore=d, operation='scan', config={'containers': "
+        "[names[i % len(names)]], 'record_limit': 10}).pk "
+        f"for i in range({BACKLOG})]\n"
+        "print(ids[0], ids[-1])\n"))
+    first, last = map(int, out.split()[-2:])
+    assert last - first + 1 == BACKLOG
+    queued = time.monotonic()
+
+    def unfinished():
+        return stack.cluster.query(
+            "SELECT count(*) FROM runs_run WHERE id BETWEEN %s AND %s "
+            "AND status NOT IN ('success', 'failure', 'aborted')", (first, last))[0][0]
+
+    wait_until(lambda: unfinished() == 0, timeout=600, interval=0.5, what="backlog drained")
+    drained = time.monotonic() - queued
+    total = time.monotonic() - launched
+    ((succeeded, sends),) = stack.cluster.query(
+        "SELECT count(*) FILTER (WHERE status = 'success'), sum(send_count) FROM runs_run "
+        "WHERE id BETWEEN %s AND %s", (first, last))
+    assert succeeded == BACKLOG
+    twice = stack.cluster.query(
+        "SELECT run_id FROM runs_runlogentry WHERE run_id BETWEEN %s AND %s "
+        "AND message LIKE %s GROUP BY run_id HAVING count(*) <> 1", (first, last,
+                                                                      "% started on datastore %"))
+    assert twice == []
+    deliveries = len(received.findall(stack.log("worker"))) - before
+    extra = deliveries - BACKLOG
+    print(f"backlog {BACKLOG}: launched and drained in {total:.1f} s (drained {drained:.1f} s "
+          f"after the last launch), {deliveries} deliveries, "
+          f"{sends} sends")
+    assert extra <= 0.1 * BACKLOG, (deliveries, sends)
+    record(f"{BACKLOG}-Run backlog: launched and drained (s)", total)
+    record(f"{BACKLOG}-Run backlog: extra deliveries", extra)
+    record(f"{BACKLOG}-Run backlog: extra sends (send_count)", sends - BACKLOG)
+    stack.cluster.query("UPDATE datastores_datastore SET run_limit = 4 WHERE id = %s "
+                        "RETURNING id", (stack.datastore_id,))
