@@ -13,7 +13,7 @@ from runs.services import run_abort, run_launch
 from tests.conftest import wait_for
 from tests.profile_scan_support import demo_source_at, sync_catalogue
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 # Counting to 10^10 one recursive step at a time: hours of work for SQLite.
 SQLITE_SLOW = (

@@ -24,7 +24,7 @@ from tests.enrichment_support import (
     table_names,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 TABLES = ("assay_export_anomalies", "assay_export_checks", "assay_export_field_profiles")
 

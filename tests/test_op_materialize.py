@@ -26,7 +26,7 @@ from tests.enrichment_support import (
     table_names,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 COMPUTED_QUERY = "SELECT id, customer_id, ordered_at FROM orders WHERE status = 'delivered'"
 

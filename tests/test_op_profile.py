@@ -20,7 +20,7 @@ from tests.conftest import wait_for
 from tests.databases import run_now
 from tests.profile_scan_support import BACKENDS, execute, synced_demo_source
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 LEVEL_ONE = {"not_null", "not_negative", "expected_values", "not_future"}
 LEVEL_TWO = LEVEL_ONE | {"between", "matches_pattern", "unique", "max_length"}

@@ -15,7 +15,7 @@ from tests.databases import execute_in_thread, run_now, sync_catalogue
 from tests.enrichment_support import execute
 from tests.factories import DatastoreFactory, TeamFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 PROMOTE = {"source_container": "customers", "destination_container": "customers"}
 

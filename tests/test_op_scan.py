@@ -27,7 +27,7 @@ from tests.profile_scan_support import (
     synced_demo_source,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -21,7 +21,7 @@ from tests.profile_scan_support import (
     sync_catalogue,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_backends]
 
 FINISHED_BEFORE_ABORT = 5
 
