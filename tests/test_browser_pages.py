@@ -66,6 +66,8 @@ PAGES = [
     ("/schedules/new/", ("editor",)),
     ("/datastores/{ds}/access/", ("admin",)),
     ("/datastores/{long}/delete/", ("admin",)),
+    ("/datastores/{ds}/notifications/", ("admin", "editor")),
+    ("/datastores/{ds}/notifications/deliveries/", ("admin",)),
     ("/activity/runs/999999/", ("viewer",)),  # the 404 page
 ]
 
