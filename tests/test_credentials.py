@@ -51,7 +51,8 @@ def with_password(url: str, password: str) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_rotation_keeps_datastores_working_and_no_plaintext_is_stored(settings):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    settings.CREDENTIAL_KEYS = [old]
+    # Keep the suite's own key(s) readable: rows other tests committed may share the table.
+    settings.CREDENTIAL_KEYS = [old, *settings.CREDENTIAL_KEYS]
     admin = UserFactory(username="root", role=Role.ADMIN)
     with throwaway_postgres_database() as source, throwaway_postgres_database() as enrichment:
         store = datastore_create(
@@ -63,14 +64,14 @@ def test_rotation_keeps_datastores_working_and_no_plaintext_is_stored(settings):
         assert "127.0.0.1" not in raw_rows()  # the whole URL is sealed, not only the password
         before = Datastore.objects.values_list(
             "source_url_encrypted", "enrichment_url_encrypted"
-        ).get()
+        ).get(pk=store.pk)
 
         # A new key in front, the old one still there; then every row re-encrypted.
-        settings.CREDENTIAL_KEYS = [new, old]
+        settings.CREDENTIAL_KEYS = [new, *settings.CREDENTIAL_KEYS]
         call_command("rotate_credentials", stdout=open("/dev/null", "w"))  # noqa: SIM115
         after = Datastore.objects.values_list(
             "source_url_encrypted", "enrichment_url_encrypted"
-        ).get()
+        ).get(pk=store.pk)
         assert after != before
         for token in after:
             Fernet(new.encode()).decrypt(token.encode())
