@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 from dataclasses import dataclass
+from functools import reduce
 from itertools import groupby
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Role, User
 from accounts.permissions import (
     can_see_connection,
     datastore_level,
@@ -26,13 +28,14 @@ from accounts.permissions import (
 from assay.paging import Page
 from datastores.models import Container, Datastore
 from datastores.selectors import failed_checks_by_unit
-from runs import fairness
+from runs import fairness, rollup
 from runs.models import (
     ACTIVE_STATUSES,
     Operation,
     Run,
     RunContainer,
     RunDeletion,
+    RunHourCount,
     RunLogEntry,
     RunStatus,
 )
@@ -260,15 +263,15 @@ def heatmap(
     stores: list[Datastore] | None = None,
     today: dt.date | None = None,
 ):
-    """Runs per day over the last HEATMAP_WEEKS weeks (UTC days), as week columns.
+    """Runs per day over the last HEATMAP_WEEKS weeks (the viewer's days), as week columns.
 
-    Counting 12 weeks of Runs on every page load is most of a page's time at 10^6 Runs a
-    year, yet past days barely change: a Run in a terminal status is immutable (a database
-    trigger enforces it) and Runs are only ever created "now". So the counts of past days'
-    terminal Runs are cached, keyed by everything that could change them: the filters, the
-    visible datastores, the day, the newest Run deletion, and the ids of past days' Runs that
-    are still active (when one finishes, the key changes). Today and those few active Runs
-    are counted live. Three small indexed queries on a hit.
+    Past days' finished Runs come from the hourly rollup (``_finished_per_day``); today's
+    Runs and past days' Runs that are still active are counted live. A finished Run is
+    immutable (a database trigger enforces it) and Runs are only ever created "now", so the
+    past days' counts are also cached, keyed by everything that could change them: the
+    filters, the visible datastores, the day, the newest Run deletion, and the ids of past
+    days' Runs that are still active (when one finishes, the key changes). Three small indexed
+    queries on a hit.
     """
     zone = timezone.get_current_timezone()  # the viewer's days
     today = today or timezone.localdate()
@@ -293,13 +296,10 @@ def heatmap(
         live |= Q(pk__in=still_active)
     counts = _per_day(runs.filter(live), zone)
 
-    past = runs.filter(
-        created_at__gte=day_start(first, zone), created_at__lt=today_start
-    ).exclude(status__in=ACTIVE_STATUSES)
     key = _heatmap_key(user, filters, stores, still_active, today, zone)
     closed = cache.get(key)
     if closed is None:
-        closed = _per_day(past, zone)
+        closed = _finished_per_day(user, filters, stores, runs, first, today, zone)
         cache.set(key, closed, HEATMAP_CACHE_SECONDS)
     for day, n in closed.items():
         counts[day] = counts.get(day, 0) + n
@@ -327,6 +327,69 @@ def selected_day(filters: RunFilters, zone: dt.tzinfo = dt.UTC) -> dt.date | Non
     if start == day_start(day, zone) and end == day_start(day + dt.timedelta(days=1), zone):
         return day
     return None
+
+
+def _finished_per_day(
+    user: User,
+    filters: RunFilters,
+    stores: list[Datastore],
+    runs: QuerySet[Run],
+    first: dt.date,
+    today: dt.date,
+    zone: dt.tzinfo,
+) -> dict[dt.date, int]:
+    """Finished Runs per local day from ``first`` to yesterday, from the hourly rollup.
+
+    ``runs`` is the visible Runs under the filters (no dates). Filters the rollup has no
+    column for (a user or schedule name, one schedule, one Run id) count ``runs`` instead.
+
+    Each UTC hour counts for the local day it ends in. Where local midnight falls inside an
+    hour (zones 30 or 45 minutes off a whole hour), the Runs of that hour before midnight
+    belong to the day before: they are counted from ``runs`` (at most 45 minutes a day) and
+    moved. The hour holding the start of today is left out of the rollup's range: today is
+    counted live, and its part before midnight is such a piece.
+    """
+    days = (today - first).days
+    starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(days + 1)]
+    finished = runs.exclude(status__in=ACTIVE_STATUSES)
+    if filters.run_id is not None or filters.schedule_id is not None or filters.triggered_by:
+        return _per_day(finished.filter(created_at__gte=starts[0], created_at__lt=starts[-1]),
+                        zone)
+    columns = rollup.columns_for(filters.operations, filters.statuses, filters.trigger)
+    if not columns:  # e.g. only active statuses: none of those are finished
+        return {}
+    rows = RunHourCount.objects.filter(
+        hour__gte=_hour_of(starts[0]), hour__lt=_hour_of(starts[-1])
+    )
+    if user.role != Role.ADMIN:  # as visible_runs: an admin sees every datastore's Runs
+        rows = rows.filter(datastore_id__in=[store.pk for store in stores])
+    if filters.datastores:
+        rows = rows.filter(datastore_id__in=filters.datastores)
+    every = not (filters.operations or filters.statuses or filters.trigger)
+    total = F("n") if every else reduce(operator.add, (F(name) for name in columns))
+    counts: dict[dt.date, int] = {}
+    hour = dt.timedelta(hours=1) - dt.timedelta(microseconds=1)
+    for row in rows.values("hour").annotate(total=Sum(total)).order_by():
+        day = (row["hour"] + hour).astimezone(zone).date()
+        counts[day] = counts.get(day, 0) + row["total"]
+
+    pieces = [(_hour_of(start), start) for start in starts if _hour_of(start) != start]
+    if pieces:
+        before_midnight = reduce(operator.or_, (
+            Q(created_at__gte=begin, created_at__lt=end) for begin, end in pieces
+        ))
+        for day, n in _per_day(finished.filter(before_midnight), zone).items():
+            counts[day] = counts.get(day, 0) + n
+            after = day + dt.timedelta(days=1)
+            if after < today:  # the rollup counted them on the next day
+                counts[after] = counts.get(after, 0) - n
+    counts.pop(first - dt.timedelta(days=1), None)
+    return {day: n for day, n in counts.items() if n}
+
+
+def _hour_of(moment: dt.datetime) -> dt.datetime:
+    """The start of the UTC hour holding ``moment``."""
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _per_day(runs: QuerySet[Run], zone: dt.tzinfo) -> dict[dt.date, int]:

@@ -46,7 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="rounds over all scenarios; the timed requests are split over them")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per scenario")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep the database if it already holds --runs Runs")
+                        help="keep the database if it already holds --runs Runs (migrating it)")
+    parser.add_argument("--seed-only", action="store_true",
+                        help="seed (or with --reuse, migrate) the database, measure nothing")
     parser.add_argument("--report", type=Path, default=ROOT / "var" / "bench" / "activity.md",
                         help="where to write the Markdown report")
     args = parser.parse_args(argv)
@@ -427,6 +429,10 @@ def main(argv=None) -> int:
         recreate_database(args.server, args.database)
         migrate(env)
         seed(args.runs)
+    else:
+        migrate(env)  # new migrations (the rollup backfill) apply to the seeded database too
+    if args.seed_only:
+        return 0
 
     args.load_before = os.getloadavg()[0]
     # Every scenario is measured in each of --passes rounds, its timings pooled: a burst of

@@ -388,3 +388,34 @@ class ScheduleFiring(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["schedule", "-id"], name="firing_schedule_id")]
+
+
+def hour_count_column(operation: str, status: str, kind: str) -> str:
+    return f"n_{operation}_{status}_{kind}"
+
+
+class RunHourCount(models.Model):
+    """Finished Runs of one UTC hour and datastore, by operation, final status and trigger kind.
+
+    Written only by database triggers on runs_run (see runs.rollup), read by the heatmap.
+    """
+
+    hour = models.DateTimeField()  # start of the UTC hour the Runs were created in
+    datastore = models.ForeignKey(
+        "datastores.Datastore", on_delete=models.DO_NOTHING, db_constraint=False,
+        db_index=False, related_name="+",  # the unique (hour, datastore) index serves
+    )
+    n = models.IntegerField(default=0)  # every column's sum
+    # One count per (operation, final status, trigger kind), e.g. ``n_scan_failure_schedule``.
+    for _operation in Operation.values:
+        for _status in TERMINAL_STATUSES:
+            for _kind in ActorKind.values:
+                locals()[hour_count_column(_operation, _status, _kind)] = models.IntegerField(
+                    default=0
+                )
+    del _operation, _status, _kind
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "datastore"], name="run_hour_count_unique")
+        ]
