@@ -2,7 +2,8 @@
 .PHONY: bench-activity bench-scan bench-checks faults
 
 # Activity page benchmark: 10^6 Runs in the PostgreSQL database assay_bench (dropped and
-# recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`.
+# recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`; 10^7 Runs
+# (about 12 min of seeding on 2 cores): `make bench-activity BENCH_ARGS="--runs 10000000"`.
 BENCH_ARGS ?= --runs 1000000
 bench-activity:
 	.venv/bin/python bench/activity.py $(BENCH_ARGS)

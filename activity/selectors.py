@@ -265,8 +265,8 @@ def heatmap(
 ):
     """Runs per day over the last HEATMAP_WEEKS weeks (the viewer's days), as week columns.
 
-    Past days' finished Runs come from the hourly rollup (``_finished_per_day``); today's
-    Runs and past days' Runs that are still active are counted live. A finished Run is
+    Finished Runs come from the hourly rollup (``_finished_per_day``); active Runs are
+    counted live. A finished Run is
     immutable (a database trigger enforces it) and Runs are only ever created "now", so the
     past days' counts are also cached, keyed by everything that could change them: the
     filters, the visible datastores, the day, the newest Run deletion, and the ids of past
@@ -291,10 +291,15 @@ def heatmap(
         .order_by("pk")
         .values_list("pk", flat=True)
     )  # fmt: skip
-    live = Q(created_at__gte=today_start)
+    # Active Runs are counted live (a few hundred at most); finished ones from the rollup,
+    # today's too (a day's 24 hours of rows, complete to the last Run that ended).
+    live = Q(created_at__gte=today_start, status__in=ACTIVE_STATUSES)
     if still_active:
         live |= Q(pk__in=still_active)
     counts = _per_day(runs.filter(live), zone)
+    tomorrow = today + dt.timedelta(days=1)
+    for day, n in _finished_per_day(user, filters, stores, runs, today, tomorrow, zone).items():
+        counts[day] = counts.get(day, 0) + n
 
     key = _heatmap_key(user, filters, stores, still_active, today, zone)
     closed = cache.get(key)
@@ -335,10 +340,11 @@ def _finished_per_day(
     stores: list[Datastore],
     runs: QuerySet[Run],
     first: dt.date,
-    today: dt.date,
+    end: dt.date,
     zone: dt.tzinfo,
 ) -> dict[dt.date, int]:
-    """Finished Runs per local day from ``first`` to yesterday, from the hourly rollup.
+    """Finished Runs per local day from ``first`` to the day before ``end``, from the hourly
+    rollup.
 
     ``runs`` is the visible Runs under the filters (no dates). Filters the rollup has no
     column for (a user or schedule name, one schedule, one Run id) count ``runs`` instead.
@@ -346,10 +352,10 @@ def _finished_per_day(
     Each UTC hour counts for the local day it ends in. Where local midnight falls inside an
     hour (zones 30 or 45 minutes off a whole hour), the Runs of that hour before midnight
     belong to the day before: they are counted from ``runs`` (at most 45 minutes a day) and
-    moved. The hour holding the start of today is left out of the rollup's range: today is
-    counted live, and its part before midnight is such a piece.
+    moved. The hour holding the start of ``end`` is left out of the rollup's range: its part
+    before midnight is such a piece, the rest belongs to a later call.
     """
-    days = (today - first).days
+    days = (end - first).days
     starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(days + 1)]
     finished = runs.exclude(status__in=ACTIVE_STATUSES)
     if filters.run_id is not None or filters.schedule_id is not None or filters.triggered_by:
@@ -381,7 +387,7 @@ def _finished_per_day(
         for day, n in _per_day(finished.filter(before_midnight), zone).items():
             counts[day] = counts.get(day, 0) + n
             after = day + dt.timedelta(days=1)
-            if after < today:  # the rollup counted them on the next day
+            if after < end:  # the rollup counted them on the next day
                 counts[after] = counts.get(after, 0) - n
     counts.pop(first - dt.timedelta(days=1), None)
     return {day: n for day, n in counts.items() if n}

@@ -6,7 +6,6 @@ import random
 import re
 import threading
 import zoneinfo
-from collections import Counter
 
 import pytest
 from django.core.cache import cache
@@ -25,44 +24,16 @@ from runs.models import (
     RunStatus,
     Schedule,
     Via,
-    hour_count_column,
 )
 from runs.policy import Action
 from runs.retention import apply_retention
 from tests.factories import DatastoreFactory, TeamFactory, UserFactory
+from tests.rollup_support import assert_rollup_matches
 from tests.ui_support import client_for, make_run
 
 pytestmark = [pytest.mark.both_backends]
 
 UTC = dt.UTC
-
-
-def counted() -> dict:
-    """What the rollup must hold: finished Runs grouped by UTC hour and datastore."""
-    out: dict = {}
-    for run in Run.objects.filter(status__in=TERMINAL_STATUSES):
-        hour = run.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        cell = out.setdefault((hour, run.datastore_id), Counter())
-        cell[hour_count_column(run.operation, run.status, run.triggered_by_kind)] += 1
-        cell["n"] += 1
-    return out
-
-
-def stored() -> dict:
-    out = {}
-    for row in RunHourCount.objects.values():
-        cells = Counter({k: v for k, v in row.items() if k.startswith("n") and v})
-        assert all(v > 0 for v in cells.values()), row
-        if cells:
-            out[(row["hour"].astimezone(UTC), row["datastore_id"])] = cells
-    return out
-
-
-def assert_rollup_matches(expected_n: int | None = None) -> None:
-    want = counted()
-    assert stored() == want
-    if expected_n is not None:
-        assert sum(cell["n"] for cell in want.values()) == expected_n
 
 
 @pytest.mark.django_db
