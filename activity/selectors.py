@@ -34,9 +34,11 @@ from runs.models import (
     Operation,
     Run,
     RunContainer,
+    RunDayCount,
     RunDeletion,
     RunHourCount,
     RunLogEntry,
+    RunQuarterCount,
     RunStatus,
 )
 from runs.policy import Action, allowed_in_state, available_actions, level_allows
@@ -265,7 +267,7 @@ def heatmap(
 ):
     """Runs per day over the last HEATMAP_WEEKS weeks (the viewer's days), as week columns.
 
-    Finished Runs come from the hourly rollup (``_finished_per_day``); active Runs are
+    Finished Runs come from the rollup (``_finished_per_day``); active Runs are
     counted live. A finished Run is
     immutable (a database trigger enforces it) and Runs are only ever created "now", so the
     past days' counts are also cached, keyed by everything that could change them: the
@@ -343,54 +345,86 @@ def _finished_per_day(
     end: dt.date,
     zone: dt.tzinfo,
 ) -> dict[dt.date, int]:
-    """Finished Runs per local day from ``first`` to the day before ``end``, from the hourly
-    rollup.
+    """Finished Runs per local day from ``first`` to the day before ``end``, from the rollup
+    (runs.rollup: per UTC day; per UTC hour and quarter hour for the viewers whose days start
+    at another time).
 
     ``runs`` is the visible Runs under the filters (no dates). Filters the rollup has no
-    column for (a user or schedule name, one schedule, one Run id) count ``runs`` instead.
-
-    Each UTC hour counts for the local day it ends in. Where local midnight falls inside an
-    hour (zones 30 or 45 minutes off a whole hour), the Runs of that hour before midnight
-    belong to the day before: they are counted from ``runs`` (at most 45 minutes a day) and
-    moved. The hour holding the start of ``end`` is left out of the rollup's range: its part
-    before midnight is such a piece, the rest belongs to a later call.
+    column for (a user or schedule name, one schedule, one Run id) count ``runs`` instead, as
+    do days that would start off a quarter hour (no zone's do today).
     """
-    days = (end - first).days
-    starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(days + 1)]
+    n_days = (end - first).days
+    starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(n_days + 1)]
     finished = runs.exclude(status__in=ACTIVE_STATUSES)
-    if filters.run_id is not None or filters.schedule_id is not None or filters.triggered_by:
+    off_quarter = any(start.astimezone(dt.UTC).minute % 15 or start.second for start in starts)
+    if (filters.run_id is not None or filters.schedule_id is not None or filters.triggered_by
+            or off_quarter):
         return _per_day(finished.filter(created_at__gte=starts[0], created_at__lt=starts[-1]),
                         zone)
     columns = rollup.columns_for(filters.operations, filters.statuses, filters.trigger)
     if not columns:  # e.g. only active statuses: none of those are finished
         return {}
-    rows = RunHourCount.objects.filter(
-        hour__gte=_hour_of(starts[0]), hour__lt=_hour_of(starts[-1])
-    )
-    if user.role != Role.ADMIN:  # as visible_runs: an admin sees every datastore's Runs
-        rows = rows.filter(datastore_id__in=[store.pk for store in stores])
-    if filters.datastores:
-        rows = rows.filter(datastore_id__in=filters.datastores)
     every = not (filters.operations or filters.statuses or filters.trigger)
     total = F("n") if every else reduce(operator.add, (F(name) for name in columns))
-    counts: dict[dt.date, int] = {}
-    hour = dt.timedelta(hours=1) - dt.timedelta(microseconds=1)
-    for row in rows.values("hour").annotate(total=Sum(total)).order_by():
-        day = (row["hour"] + hour).astimezone(zone).date()
-        counts[day] = counts.get(day, 0) + row["total"]
 
-    pieces = [(_hour_of(start), start) for start in starts if _hour_of(start) != start]
-    if pieces:
-        before_midnight = reduce(operator.or_, (
-            Q(created_at__gte=begin, created_at__lt=end) for begin, end in pieces
-        ))
-        for day, n in _per_day(finished.filter(before_midnight), zone).items():
-            counts[day] = counts.get(day, 0) + n
-            after = day + dt.timedelta(days=1)
-            if after < end:  # the rollup counted them on the next day
-                counts[after] = counts.get(after, 0) - n
-    counts.pop(first - dt.timedelta(days=1), None)
+    def sums(model, period: str, where: Q) -> dict:
+        rows = model.objects.filter(where)
+        if user.role != Role.ADMIN:  # as visible_runs: an admin sees every datastore's Runs
+            rows = rows.filter(datastore_id__in=[store.pk for store in stores])
+        if filters.datastores:
+            rows = rows.filter(datastore_id__in=filters.datastores)
+        return {row[period]: row["total"]
+                for row in rows.values(period).annotate(total=Sum(total)).order_by()}
+
+    # C(t), the finished Runs from the first UTC day's start to t (a quarter hour), is whole
+    # UTC days, plus the hours of t's own day before t's hour (or that day minus the hours
+    # from it on, whichever are fewer), plus the quarters of t's hour before t. A local day
+    # is C(its end) - C(its start).
+    days = sums(RunDayCount, "day", Q(day__gte=starts[0].astimezone(dt.UTC).date(),
+                                       day__lte=starts[-1].astimezone(dt.UTC).date()))
+    hour_spans, quarter_spans = {}, {}
+    for start in starts:
+        hour, midnight = _hour_of(start), _hour_of(start).replace(hour=0)
+        if hour.hour:
+            early = hour.hour <= 12
+            hour_spans[start] = (midnight, hour) if early else (hour, midnight + DAY)
+        if start != hour:
+            quarter_spans[start] = (hour, start)
+    hours = _sum_spans(sums, RunHourCount, "hour", hour_spans)
+    quarters = _sum_spans(sums, RunQuarterCount, "quarter", quarter_spans)
+
+    def until(start: dt.datetime) -> int:
+        utc = start.astimezone(dt.UTC)
+        total = sum(n for day, n in days.items() if day < utc.date())
+        if start in hour_spans:
+            begin, end = hour_spans[start]
+            part = _in_span(hours, begin, end, dt.timedelta(hours=1))
+            total += part if end == _hour_of(start) else days.get(utc.date(), 0) - part
+        if start in quarter_spans:
+            total += _in_span(quarters, *quarter_spans[start], dt.timedelta(minutes=15))
+        return total
+
+    cumulative = [until(start) for start in starts]
+    counts = {first + dt.timedelta(days=i): cumulative[i + 1] - cumulative[i]
+              for i in range(n_days)}
     return {day: n for day, n in counts.items() if n}
+
+
+DAY = dt.timedelta(days=1)
+
+
+def _sum_spans(sums, model, period: str, spans: dict) -> dict:
+    """The rollup's totals per period over the (begin, end) spans, in one query (none without
+    spans)."""
+    if not spans:
+        return {}
+    return sums(model, period, reduce(operator.or_, (
+        Q(**{f"{period}__gte": begin, f"{period}__lt": end}) for begin, end in spans.values()
+    )))
+
+
+def _in_span(totals: dict, begin: dt.datetime, end: dt.datetime, step: dt.timedelta) -> int:
+    return sum(totals.get(begin + i * step, 0) for i in range((end - begin) // step))
 
 
 def _hour_of(moment: dt.datetime) -> dt.datetime:

@@ -1,39 +1,51 @@
-"""Finished Runs counted per UTC hour and datastore: the Activity heatmap reads these counts
-instead of counting Runs (2.3 million over its 12 weeks at 10^7 Runs a year).
+"""Finished Runs counted per UTC day, hour and quarter hour and datastore: the Activity
+heatmap reads these counts instead of counting Runs (2.3 million over its 12 weeks at 10^7
+Runs a year).
 
-One row per (hour, datastore) with one column per (operation, final status, trigger kind),
-named ``n_<operation>_<status>_<kind>``, and ``n`` their sum. The filters of the Activity
-page that the heatmap honours are sums of columns (an operation, a status, a trigger kind) and
-a row filter (datastores, which is also what an editor may see), so the heatmap reads about
-20 rows an hour whatever the filters, 40,000 for 12 weeks, where a row per combination would
-be 15 times as many.
+Three tables, runs_rundaycount, runs_runhourcount and runs_runquartercount, one row per
+(period, datastore) with one column per (operation, final status, trigger kind), named
+``n_<operation>_<status>_<kind>``, and ``n`` their sum. The filters of the Activity page
+that the heatmap honours are sums of columns (an operation, a status, a trigger kind) and a
+row filter (datastores, which is also what an editor may see), so the heatmap reads about 20
+rows per period whatever the filters, where a row per combination would be 15 times as many.
 
-Hours, not days: the viewer's days follow their time zone. An hour belongs to the local day
-it ends in; where a zone's midnight falls inside an hour (India, Nepal, Newfoundland...), the
-part of that hour before midnight is counted from runs_run (``activity.selectors.heatmap``).
+Days for viewers in UTC (1,700 rows for 12 weeks); hours for the others, whose days start at
+another hour: a local day is UTC days plus or minus at most 12 hours at each end; quarters
+where a zone's midnight falls inside an hour (India +5:30, Nepal +5:45, Newfoundland -3:30,
+Chatham +12:45): at most 3 more quarters at each end (``activity.selectors._finished_per_day``).
 
 Database triggers keep the rows in step with runs_run in the same transaction, whatever
 writes it (a worker finishing a Run, Delete, bulk Delete, retention, a raw DELETE):
 
 * a Run that becomes terminal (UPDATE from queued/running, or INSERT of a terminal row as a
-  restore does) adds 1 to its creation hour; an active Run is not in the rollup (the heatmap
-  counts those live);
+  restore does) adds 1 to its creation quarter, hour and day; an active Run is not in the
+  rollup (the heatmap counts those live);
 * a terminal Run deleted subtracts 1;
-* a terminal Run never changes otherwise (migration 0002 refuses the UPDATE), so its hour,
+* a terminal Run never changes otherwise (migration 0002 refuses the UPDATE), so its periods,
   datastore, operation, status and trigger kind are fixed.
 
-Counting is an upsert on the (hour, datastore) row: concurrent finishes in the same hour and
-datastore wait for each other's row lock (PostgreSQL) or the database lock (SQLite), and
-both counts land. A new operation, status or trigger kind needs a migration that adds its
-columns and recreates the triggers (``trigger_sql`` reads the current choices).
+Counting is an upsert on the (quarter|hour|day, datastore) rows: concurrent finishes
+in the same hour and datastore wait for each other's row lock (PostgreSQL) or the database
+lock (SQLite), and both counts land. A new operation, status or trigger kind needs a
+migration that adds its columns and recreates the triggers (``trigger_sql`` reads the current
+choices).
 """
 
 from __future__ import annotations
 
-from runs.models import TERMINAL_STATUSES, ActorKind, Operation, RunHourCount
+from runs.models import (
+    TERMINAL_STATUSES,
+    ActorKind,
+    Operation,
+    RunDayCount,
+    RunHourCount,
+    RunQuarterCount,
+)
 from runs.models import hour_count_column as column
 
-TABLE = RunHourCount._meta.db_table
+QUARTERS = RunQuarterCount._meta.db_table
+HOURS = RunHourCount._meta.db_table
+DAYS = RunDayCount._meta.db_table
 
 COMBINATIONS = [
     (operation, str(status), kind)
@@ -68,20 +80,42 @@ def _hour(vendor: str, ref: str) -> str:
     return f"strftime('%Y-%m-%d %H:00:00', {ref}.created_at)"
 
 
+def _quarter(vendor: str, ref: str) -> str:
+    """SQL for the start of the UTC quarter hour of ``ref``.created_at."""
+    if vendor == "postgresql":
+        utc = f"{ref}.created_at AT TIME ZONE 'UTC'"
+        return (f"(date_trunc('hour', {utc}) + floor(extract(minute FROM {utc}) / 15)"
+                f" * interval '15 minutes') AT TIME ZONE 'UTC'")
+    return (f"strftime('%Y-%m-%d %H:', {ref}.created_at) || printf('%02d', "
+            f"CAST(strftime('%M', {ref}.created_at) AS INTEGER) / 15 * 15) || ':00'")
+
+
+def _day(vendor: str, ref: str) -> str:
+    """SQL for the UTC date of ``ref``.created_at."""
+    if vendor == "postgresql":
+        return f"({ref}.created_at AT TIME ZONE 'UTC')::date"
+    return f"date({ref}.created_at)"
+
+
 def _upsert(vendor: str, ref: str, delta: int) -> str:
-    """INSERT ... ON CONFLICT adding ``delta`` to the row of ``ref``'s hour and datastore."""
-    cells = [
+    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day."""
+    cells = ", ".join(
         f"CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
         f"AND {ref}.triggered_by_kind = '{k}' THEN {delta} ELSE 0 END"
         for o, s, k in COMBINATIONS
-    ]
-    names = ", ".join(["n", *COLUMNS])
-    sets = ", ".join(f"{c} = {TABLE}.{c} + excluded.{c}" for c in ["n", *COLUMNS])
-    return (
-        f"INSERT INTO {TABLE} (hour, datastore_id, {names}) "
-        f"VALUES ({_hour(vendor, ref)}, {ref}.datastore_id, {delta}, {', '.join(cells)}) "
-        f"ON CONFLICT (hour, datastore_id) DO UPDATE SET {sets}"
     )
+    names = ", ".join(["n", *COLUMNS])
+    statements = []
+    for table, period, value in ((QUARTERS, "quarter", _quarter(vendor, ref)),
+                                 (HOURS, "hour", _hour(vendor, ref)),
+                                 (DAYS, "day", _day(vendor, ref))):
+        sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ["n", *COLUMNS])
+        statements.append(
+            f"INSERT INTO {table} ({period}, datastore_id, {names}) "
+            f"VALUES ({value}, {ref}.datastore_id, {delta}, {cells}) "
+            f"ON CONFLICT ({period}, datastore_id) DO UPDATE SET {sets}"
+        )
+    return "; ".join(statements)
 
 
 def trigger_sql(vendor: str) -> list[str]:
@@ -145,12 +179,25 @@ def refill_sql(vendor: str) -> list[str]:
         f"AND r.triggered_by_kind = '{k}' THEN 1 ELSE 0 END)"
         for o, s, k in COMBINATIONS
     )
+    names = ", ".join(["n", *COLUMNS])
+    totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
+    if vendor == "postgresql":
+        hour = "date_trunc('hour', c.quarter AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        day = "(c.hour AT TIME ZONE 'UTC')::date"
+    else:
+        hour, day = "strftime('%Y-%m-%d %H:00:00', c.quarter)", "date(c.hour)"
     return [
-        f"DELETE FROM {TABLE}",
-        f"INSERT INTO {TABLE} (hour, datastore_id, n, {', '.join(COLUMNS)}) "
-        f"SELECT {_hour(vendor, 'r')}, r.datastore_id, COUNT(*), {sums} "
+        *(f"DELETE FROM {table}" for table in (QUARTERS, HOURS, DAYS)),
+        f"INSERT INTO {QUARTERS} (quarter, datastore_id, {names}) "
+        f"SELECT {_quarter(vendor, 'r')}, r.datastore_id, COUNT(*), {sums} "
         f"FROM runs_run r WHERE r.status IN {TERMINAL_SQL} "
-        f"GROUP BY {_hour(vendor, 'r')}, r.datastore_id",
+        f"GROUP BY {_quarter(vendor, 'r')}, r.datastore_id",
+        # Hours from the quarters, days from the hours: each pass reads a fraction of the rows.
+        f"INSERT INTO {HOURS} (hour, datastore_id, {names}) "
+        f"SELECT {hour}, c.datastore_id, {totals} FROM {QUARTERS} c "
+        f"GROUP BY {hour}, c.datastore_id",
+        f"INSERT INTO {DAYS} (day, datastore_id, {names}) "
+        f"SELECT {day}, c.datastore_id, {totals} FROM {HOURS} c GROUP BY {day}, c.datastore_id",
     ]
 
 
