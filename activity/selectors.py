@@ -390,18 +390,18 @@ def _finished_per_day(
             hour_spans[start] = (midnight, hour) if early else (hour, midnight + DAY)
         if start != hour:
             quarter_spans[start] = (hour, start)
-    hours = _sum_spans(sums, RunHourCount, "hour", hour_spans)
-    quarters = _sum_spans(sums, RunQuarterCount, "quarter", quarter_spans)
+    hours = _sum_spans(sums, RunHourCount, "hour", hour_spans, HOUR)
+    quarters = _sum_spans(sums, RunQuarterCount, "quarter", quarter_spans, QUARTER)
 
     def until(start: dt.datetime) -> int:
         utc = start.astimezone(dt.UTC)
         total = sum(n for day, n in days.items() if day < utc.date())
         if start in hour_spans:
             begin, end = hour_spans[start]
-            part = _in_span(hours, begin, end, dt.timedelta(hours=1))
+            part = _in_span(hours, begin, end, HOUR)
             total += part if end == _hour_of(start) else days.get(utc.date(), 0) - part
         if start in quarter_spans:
-            total += _in_span(quarters, *quarter_spans[start], dt.timedelta(minutes=15))
+            total += _in_span(quarters, *quarter_spans[start], QUARTER)
         return total
 
     cumulative = [until(start) for start in starts]
@@ -410,17 +410,18 @@ def _finished_per_day(
     return {day: n for day, n in counts.items() if n}
 
 
-DAY = dt.timedelta(days=1)
+DAY, HOUR, QUARTER = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=15)
 
 
-def _sum_spans(sums, model, period: str, spans: dict) -> dict:
-    """The rollup's totals per period over the (begin, end) spans, in one query (none without
-    spans)."""
-    if not spans:
+def _sum_spans(sums, model, period: str, spans: dict, step: dt.timedelta) -> dict:
+    """The rollup's totals for every period of the (begin, end) spans, in one query (none
+    without spans). One ``IN`` list of periods: an index probe each, and quicker to build than
+    85 OR-ed ranges."""
+    periods = [begin + i * step
+               for begin, end in spans.values() for i in range((end - begin) // step)]
+    if not periods:
         return {}
-    return sums(model, period, reduce(operator.or_, (
-        Q(**{f"{period}__gte": begin, f"{period}__lt": end}) for begin, end in spans.values()
-    )))
+    return sums(model, period, Q(**{f"{period}__in": periods}))
 
 
 def _in_span(totals: dict, begin: dt.datetime, end: dt.datetime, step: dt.timedelta) -> int:
