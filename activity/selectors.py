@@ -395,14 +395,14 @@ def _finished_per_day(
 
     def until(start: dt.datetime) -> int:
         utc = start.astimezone(dt.UTC)
-        total = sum(n for day, n in days.items() if day < utc.date())
+        count = sum(n for day, n in days.items() if day < utc.date())
         if start in hour_spans:
             begin, end = hour_spans[start]
             part = _in_span(hours, begin, end, HOUR)
-            total += part if end == _hour_of(start) else days.get(utc.date(), 0) - part
+            count += part if end == _hour_of(start) else days.get(utc.date(), 0) - part
         if start in quarter_spans:
-            total += _in_span(quarters, *quarter_spans[start], QUARTER)
-        return total
+            count += _in_span(quarters, *quarter_spans[start], QUARTER)
+        return count
 
     cumulative = [until(start) for start in starts]
     counts = {first + dt.timedelta(days=i): cumulative[i + 1] - cumulative[i]
