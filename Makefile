@@ -29,6 +29,13 @@ bench-load:
 	bash -c 'source scripts/_bootstrap.sh && bootstrap "[test,bench]"'
 	.venv/bin/python bench/load.py $(LOAD_BENCH_ARGS)
 
+# Scale-out (BENCHMARKS.md, "Scale-out"): 1, 2 and 4 Run worker processes (concurrency 1)
+# draining 1,000 small Profiles each, alternating; PostgreSQL database assay_loadbench_scaleout
+# (dropped and recreated), Redis on 6432. Override e.g. SCALEOUT_ARGS="--runs 200 --order 1,2".
+SCALEOUT_ARGS ?= --runs 1000 --order 1,2,4,4,2,1 --idle 10
+bench-scaleout:
+	.venv/bin/python bench/scaleout.py $(SCALEOUT_ARGS)
+
 # Fault injection (RELIABILITY.md): a private PostgreSQL cluster (port 55490) and Redis (6390)
 # with every Procfile process; kill, SIGSTOP, database and broker restarts. Measured times go
 # to var/faults-gw0.json. Override with e.g. `make faults FAULTS_TRIALS=10`.
