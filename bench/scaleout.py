@@ -118,6 +118,7 @@ def drain(stack: Deployment, workers: int, datastores: list[int], runs: int) -> 
     from runs.services import run_launch
 
     keys = start_workers(stack, workers)
+    sessions_before = sessions(stack)
     user = User.objects.get(username="ops")
     stores = list(Datastore.objects.filter(pk__in=datastores).order_by("pk"))
     try:
@@ -129,6 +130,8 @@ def drain(stack: Deployment, workers: int, datastores: list[int], runs: int) -> 
         ]
         wait_until(lambda: ended(launched), timeout=3600, interval=0.5, what="drain")
         result = measure(stack, launched)
+        # Database sessions opened during the drain, per Run (workers' threads, web-less).
+        result["sessions_per_run"] = round((sessions(stack) - sessions_before) / runs, 2)
         idle = []
         for i in range(ARGS.idle):
             run = launch(stores[i % len(stores)].pk, "profile", {"containers": [TABLES[0]]})
@@ -140,6 +143,12 @@ def drain(stack: Deployment, workers: int, datastores: list[int], runs: int) -> 
             stack.stop(key)
     result["workers"] = workers
     return result
+
+
+def sessions(stack: Deployment) -> int:
+    """Sessions PostgreSQL has counted on the database (ended ones; PostgreSQL 14+)."""
+    return stack.cluster.query("SELECT sessions FROM pg_stat_database WHERE datname = %s",
+                               (stack.cluster.name,))[0][0]
 
 
 def measure(stack: Deployment, ids: list[int]) -> dict:
