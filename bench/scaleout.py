@@ -56,6 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--database", default="assay_loadbench_scaleout")
     parser.add_argument("--redis-port", type=int, default=6432)
+    parser.add_argument("--db-reuse", default="",
+                        help="CELERY_DB_REUSE_MAX values to compare, e.g. 1000,0 (0: a new "
+                        "database connection per task); each worker count runs each, "
+                        "alternating")
     parser.add_argument("--label", default="", help="a name for this set of figures")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="instead of the drains: execute N Runs in this process under "
@@ -96,11 +100,11 @@ def launch(datastore_id: int, operation: str, config: dict) -> int:
                       operation=operation, config=config, via="api").pk
 
 
-def start_workers(stack: Deployment, count: int) -> list[str]:
+def start_workers(stack: Deployment, count: int, env: dict[str, str]) -> list[str]:
     keys = [f"worker-{count}-{i}" for i in range(count)]
     for i, key in enumerate(keys):
         stack.start("worker", key=key, env={"ASSAY_WORKER_NAME": f"runs{i}",
-                                            "ASSAY_WORKER_CONCURRENCY": "1"})
+                                            "ASSAY_WORKER_CONCURRENCY": "1", **env})
     stack.wait_ready(*keys)
     return keys
 
@@ -112,12 +116,13 @@ def ended(ids: list[int]) -> bool:
                                   ).exists()
 
 
-def drain(stack: Deployment, workers: int, datastores: list[int], runs: int) -> dict:
+def drain(stack: Deployment, workers: int, datastores: list[int], runs: int,
+          env: dict[str, str]) -> dict:
     from accounts.models import User
     from datastores.models import Datastore
     from runs.services import run_launch
 
-    keys = start_workers(stack, workers)
+    keys = start_workers(stack, workers, env)
     sessions_before = sessions(stack)
     user = User.objects.get(username="ops")
     stores = list(Datastore.objects.filter(pk__in=datastores).order_by("pk"))
@@ -142,6 +147,16 @@ def drain(stack: Deployment, workers: int, datastores: list[int], runs: int) -> 
         for key in keys:
             stack.stop(key)
     result["workers"] = workers
+    return result
+
+
+def run_drain(stack: Deployment, workers: int, datastores: list[int], runs: int,
+              env: dict[str, str]) -> dict:
+    load = os.getloadavg()[0]
+    started = time.monotonic()
+    result = drain(stack, workers, datastores, runs, env)
+    result["load_before"] = round(load, 1)
+    result["wall_s"] = round(time.monotonic() - started, 1)
     return result
 
 
@@ -210,14 +225,14 @@ def main(argv=None) -> int:
         stack.start("housekeeping")
         stack.start("beat")
         stack.wait_ready("housekeeping")
-        for workers in order:
-            load = os.getloadavg()[0]
-            started = time.monotonic()
-            result = drain(stack, workers, datastores, args.runs)
-            result["load_before"] = round(load, 1)
-            result["wall_s"] = round(time.monotonic() - started, 1)
-            results.append(result)
-            print(json.dumps(result), flush=True)
+        variants = args.db_reuse.split(",") if args.db_reuse else [""]
+        for index, workers in enumerate(order):
+            # Alternate which variant goes first, so neither always follows the other.
+            for reuse in variants if index % 2 == 0 else variants[::-1]:
+                env = {"CELERY_DB_REUSE_MAX": reuse} if reuse else {}
+                results.append(run_drain(stack, workers, datastores, args.runs, env))
+                results[-1]["db_reuse_max"] = reuse
+                print(json.dumps(results[-1]), flush=True)
     except Exception:
         for name in stack.procs:
             print(f"--- {name}.log (end) ---\n{stack.log(name)[-2000:]}", file=sys.stderr)
@@ -305,11 +320,12 @@ def profile(datastores: list[int], runs: int) -> int:
 
 
 def print_table(results: list[dict]) -> None:
-    print("| Workers | Runs/s | work p50 ms | overhead p50 / p95 ms | launch-to-claim idle "
-          "p50 / p95 ms | load before |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| Workers | DB reuse | Runs/s | sessions/Run | work p50 ms | overhead p50 / p95 ms | "
+          "launch-to-claim idle p50 / p95 ms | load before |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['workers']} | {r['runs_per_s']} | {r['work_ms']['p50']} | "
+        print(f"| {r['workers']} | {r['db_reuse_max'] or 'default'} | {r['runs_per_s']} | "
+              f"{r['sessions_per_run']} | {r['work_ms']['p50']} | "
               f"{r['overhead_ms']['p50']} / {r['overhead_ms']['p95']} | "
               f"{r['idle']['launch_to_claim_ms'].get('p50')} / "
               f"{r['idle']['launch_to_claim_ms'].get('p95')} | {r['load_before']} |")
