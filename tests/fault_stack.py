@@ -109,8 +109,8 @@ class PrivateCluster:
 
 class ServerDatabase:
     """A database of its own, dropped and recreated, on a PostgreSQL server that is already up
-    (the benchmarks: a million seeded Runs want the server's tuned storage, not a throw-away
-    cluster). Same interface as ``PrivateCluster``."""
+    (the benchmarks: their million seeded Runs live on the same server as the Activity
+    benchmark's, so the figures compare). Same interface as ``PrivateCluster``."""
 
     def __init__(self, server: str, name: str):
         if not name.replace("_", "").isalnum():
@@ -188,7 +188,8 @@ def procfile() -> dict[str, str]:
 
 
 class Deployment:
-    """Private PostgreSQL + Redis + the Procfile's processes, with a demo datastore and token."""
+    """Private PostgreSQL (or ``database``) + Redis + the Procfile's processes, with a demo
+    datastore and token."""
 
     def __init__(self, root: Path, *, web_port: int, redis_port: int, pg_port: int = 0,
                  database: ServerDatabase | None = None,
