@@ -561,11 +561,13 @@ def _recover(conn: sa.Connection, error: sa_exc.DBAPIError) -> None:
 
 
 def _is_cancellation(orig: BaseException | None) -> bool:
-    # PostgreSQL's query_canceled, sqlite3's interrupt, MySQL's ER_QUERY_INTERRUPTED (1317).
+    # PostgreSQL's query_canceled, sqlite3's interrupt, MySQL's ER_QUERY_INTERRUPTED (1317),
+    # DuckDB's InterruptException.
     return (
         getattr(orig, "sqlstate", None) == "57014"
         or str(orig) == "interrupted"
         or (getattr(orig, "args", None) or (None,))[0] == 1317
+        or type(orig).__name__ == "InterruptException"
     )
 
 
