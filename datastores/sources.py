@@ -2,8 +2,8 @@
 
 Abort must be fast even inside a long source query, so the watchdog thread of a running task
 calls ``SourceConnection.cancel()``, which uses the driver's own thread-safe cancel:
-``sqlite3.Connection.interrupt()`` (DuckDB's alike), psycopg's ``cancel_safe()``, and for MySQL/MariaDB a
-``KILL QUERY`` sent from a second session.
+``sqlite3.Connection.interrupt()`` (DuckDB's alike), psycopg's ``cancel_safe()``, and for
+MySQL/MariaDB a ``KILL QUERY`` sent from a second session.
 """
 
 from __future__ import annotations
