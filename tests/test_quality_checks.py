@@ -318,6 +318,16 @@ def test_a_broken_check_gets_its_own_error_and_the_others_their_results(engine, 
     assert evaluate_sql(conn, orders, checks[:1], now=NOW).results["sku"].failed_count == 1
 
 
+def test_an_unanchored_pattern_matches_anywhere_in_the_value_on_every_dialect(conn):
+    # Search semantics, like re.search: "12345" contains three digits; only "abcdef" has none.
+    check = CheckSpec("digits", "matches_pattern", "code", {"pattern": "[0-9]{3}"})
+    evaluation = evaluate_sql(conn, orders, [check], now=NOW)
+
+    assert evaluation.results["digits"].failed_count == 1
+    examples = fetch_examples(conn, orders, check, limit=5, now=NOW)
+    assert [row["code"] for row in examples] == ["abcdef"]
+
+
 def test_a_pattern_only_python_understands_fails_alone_on_postgresql(engine, conn):
     # Named groups are Python syntax: SQLite runs Python's re, MariaDB PCRE2 and DuckDB RE2
     # know them too; PostgreSQL refuses the pattern.

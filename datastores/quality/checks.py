@@ -10,13 +10,16 @@ Decisions worth knowing before changing anything here:
 * ``matches_pattern`` uses search semantics (unanchored, like ``re.search``). Patterns are
   validated with Python's ``re``. SQLite runs them with Python's ``re`` too (the REGEXP function
   SQLAlchemy's pysqlite dialect registers); PostgreSQL runs them with ``~`` as POSIX advanced
-  regular expressions. Stay in the common subset (classes, anchors, quantifiers, alternation);
+  regular expressions, MariaDB with PCRE2's ``REGEXP`` and DuckDB with RE2's
+  ``regexp_matches`` (both search semantics, as SQLAlchemy compiles ``regexp_match`` there).
+  Stay in the common subset (classes, anchors, quantifiers, alternation);
   a pattern PostgreSQL rejects (named groups, for one) becomes that check's error, never the
   whole scan's. One quiet difference: Python's ``$`` also matches before a final newline.
 * Stored naive date-times are taken to be UTC. ``not_future`` compares a DATE column with the
   UTC date of ``now`` and date-time columns with ``now`` itself. On SQLite, dates and
   date-times are ISO text, written with either a space or a ``T`` separator depending on the
   writer, so both sides go through ``julianday()`` and compare as instants, never as text.
+  PostgreSQL, MariaDB and DuckDB compare typed DATE/TIMESTAMP columns with a typed ``now``.
 * Connections are only read from. After a failed statement the connection's transaction is
   rolled back, because PostgreSQL refuses every later statement of a failed transaction: pass a
   connection from ``engine.connect()`` that holds no writes, not one inside ``engine.begin()``.
