@@ -26,12 +26,13 @@ one warm-up ``count``: the report gives the median of the per-alternation ratios
 and ranges of both sides, and the best-of ratio; for SQLite and DuckDB, which run in this
 process, also the median ratio of this process's CPU time (all its threads). ``fixed`` is
 ``evaluate_sql`` over no rows (``WHERE false``): its cost per call that does not grow with the
-table (building and compiling the statement, binding, fetching). Every count is checked against ``bench_defect_counts``.
-Both sides use one connection opened as a Scan opens it (``datastores.sources``: vetted URL,
-DuckDB read-only with its settings locked). Assay's own database is a throw-away SQLite file.
-The PostgreSQL and MariaDB sources are throw-away databases at 127.0.0.1:5432 (user postgres)
-and 127.0.0.1:3306 (user root), named ``--postgres-prefix``/``--mariadb-prefix`` plus a random
-suffix, dropped after; SQLite and DuckDB sources are files in a throw-away folder.
+table (building and compiling the statement, binding, fetching). Every count is checked
+against ``bench_defect_counts``. Both sides use one connection opened as a Scan opens it
+(``datastores.sources``: vetted URL, DuckDB read-only with its settings locked). Assay's own
+database is a throw-away SQLite file. The PostgreSQL and MariaDB sources are throw-away
+databases at 127.0.0.1:5432 (user postgres) and 127.0.0.1:3306 (user root), named
+``--postgres-prefix``/``--mariadb-prefix`` plus a random suffix, dropped after; SQLite and
+DuckDB sources are files in a throw-away folder.
 """
 
 from __future__ import annotations
