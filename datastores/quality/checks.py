@@ -597,13 +597,22 @@ def _prepare(from_: sa.FromClause, spec: CheckSpec, dialect: str, now: datetime)
     if spec.type == "unique":
         measure = sa.func.count(column) - sa.func.count(sa.distinct(column))
     else:
-        failing = _failure_predicate(column, spec.type, params, dialect, now)
-        # SUM(CASE ... THEN 1 ELSE 0) with constants, not count(CASE ... THEN :param END):
-        # DuckDB spent 8-25% more CPU on the latter (BENCHMARKS.md, Scan and Profile).
-        # SUM over no rows is NULL, which result() reads as 0.
-        one, zero = sa.literal_column("1"), sa.literal_column("0")
-        measure = sa.func.sum(sa.case((failing, one), else_=zero))
+        measure = _count_rows_where(_failure_predicate(column, spec.type, params, dialect, now),
+                                    dialect)
     return _PreparedCheck(spec, params, measure=measure)
+
+
+def _count_rows_where(condition: ColumnElement[bool], dialect: str) -> ColumnElement[int]:
+    """The number of rows for which ``condition`` is true, in the cheapest form per dialect.
+
+    ``count(*) FILTER (WHERE ...)`` where the dialect has it: SQLite spent ~10% less CPU on
+    it than on ``SUM(CASE ...)`` or ``count(CASE ...)``, and DuckDB up to 25% less than on a
+    ``count(CASE ... THEN :param END)`` (BENCHMARKS.md, Scan and Profile). MySQL/MariaDB have
+    no FILTER. The 1 is a constant: a bound parameter there costs DuckDB time per value.
+    """
+    if dialect in ("sqlite", "postgresql", "duckdb"):
+        return sa.func.count().filter(condition)
+    return sa.func.count(sa.case((condition, sa.literal_column("1"))))
 
 
 def _failure_predicate(
