@@ -422,6 +422,8 @@ HEALTH_TIMEOUT = env_float("HEALTH_TIMEOUT", 2.0)
 WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
 # /metrics' queue-wait and duration histograms cover the Runs launched within this window.
 METRICS_WINDOW = env_float("METRICS_WINDOW", 3600.0)
+# When set, /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Notifications ----------------------------------------------------------------------------
 # Webhook URLs may use these schemes (plain http only outside production by default); hosts in

@@ -26,6 +26,7 @@ class AuditAction(models.TextChoices):
     SCHEDULE_ENABLED = "schedule.enabled", "Schedule enabled"
     SCHEDULE_DELETED = "schedule.deleted", "Schedule deleted"
     RUN_DELETED = "run.deleted", "Run deleted"
+    RUNS_EXPIRED = "run.expired", "Runs deleted by retention"
 
 
 class AuditEvent(models.Model):

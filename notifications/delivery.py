@@ -30,7 +30,7 @@ from notifications.models import (
     NotificationRule,
     PayloadFormat,
 )
-from notifications.webhook_url import WebhookRefused, vet_webhook_url
+from notifications.webhook_url import WebhookRefused, vetted_target
 from runs.models import Run, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -165,10 +165,11 @@ def attempt(delivery_id: int) -> Outcome:
 
 def _post(delivery: Delivery, run: Run) -> int:
     rule = delivery.rule
-    url = vet_webhook_url(rule.webhook_url)
+    target = vetted_target(rule.webhook_url)
     body = json.dumps(payload(rule, run, delivery.events), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     headers = {
+        "Host": target.host_header,
         "Content-Type": "application/json",
         "User-Agent": "Assay-Webhook",
         "X-Assay-Delivery": str(delivery.pk),
@@ -176,9 +177,12 @@ def _post(delivery: Delivery, run: Run) -> int:
         "X-Assay-Signature": signature(decrypt(rule.webhook_secret_encrypted), timestamp, body),
     }
     # No redirects: a vetted URL could otherwise send the request anywhere.
-    response = httpx.post(url, content=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT,
-                          follow_redirects=False)
-    return response.status_code
+    with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT, follow_redirects=False) as client:
+        request = client.build_request(
+            "POST", target.url, content=body, headers=headers,
+            extensions={"sni_hostname": target.hostname},
+        )
+        return client.send(request).status_code
 
 
 def backoff(attempts_made: int) -> float:

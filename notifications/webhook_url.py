@@ -6,7 +6,8 @@ deny-list as datastore URLs (``DATASTORE_DENIED_HOSTS``). Refusals carry a detai
 everyone else gets one uniform answer, so it says nothing about the network.
 """
 
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -30,7 +31,24 @@ class WebhookRefused(UrlRefused):
         return UNIFORM_REFUSAL
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt connects: the vetted address itself, so a DNS answer that changes
+    between vetting and connecting (rebinding) cannot send the request anywhere else. The
+    original host goes in the Host header and, for https, in SNI and certificate checks."""
+
+    url: str
+    host_header: str
+    hostname: str
+
+
 def vet_webhook_url(url: str) -> str:
+    """The URL (stripped) if Assay may post to it; ``WebhookRefused`` otherwise."""
+    vetted_target(url)
+    return url.strip()
+
+
+def vetted_target(url: str) -> Target:
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -55,4 +73,10 @@ def vet_webhook_url(url: str) -> str:
     for address in addresses:
         if address.is_unspecified or any(address in net for net in denied_networks()):
             raise WebhookRefused(f"{host} resolves to {address}, in DATASTORE_DENIED_HOSTS.")
-    return url.strip()
+    pinned = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
+    netloc = pinned if port is None else f"{pinned}:{port}"
+    return Target(
+        url=urlunsplit(parts._replace(netloc=netloc)),
+        host_header=parts.netloc,
+        hostname=host,
+    )

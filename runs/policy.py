@@ -48,6 +48,10 @@ POLICY: dict[Action, Rule] = {
 # Launching, scheduling and every action above need this level on the datastore.
 REQUIRED_LEVEL = Level.EDITOR
 
+# Actions that launch a new Run on the Run's datastore: none once that datastore is deleted
+# (its Runs stay as audit records, but nothing runs on it again).
+LAUNCHING_ACTIONS = frozenset({Action.RESUME, Action.RERUN})
+
 
 def allowed_in_state(action: Action, *, status: str, operation: str) -> bool:
     rule = POLICY[action]
@@ -72,7 +76,19 @@ def available_actions(run: Run, level: Level | None) -> list[Action]:
         actions.remove(Action.ABORT)
     if nothing_to_resume(run) and Action.RESUME in actions:
         actions.remove(Action.RESUME)
+    if deleted_datastore(run) is not None:
+        actions = [action for action in actions if action not in LAUNCHING_ACTIONS]
     return actions
+
+
+def deleted_datastore(run: Run):
+    """The Run's datastore, or its Promote destination, if deleted; else None (lists load
+    both with the Run: no query per row)."""
+    if run.datastore.deleted_at is not None:
+        return run.datastore
+    if run.destination_datastore_id and run.destination_datastore.deleted_at is not None:
+        return run.destination_datastore
+    return None
 
 
 def nothing_to_resume(run: Run) -> bool:

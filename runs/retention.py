@@ -2,7 +2,8 @@
 
 What a Run produced stays (anomalies, check evaluations, catalogue: they keep the Run's id as a
 plain number); what only describes it goes with it (its units and log lines). Each deleted Run
-leaves a deletion record naming retention as the deleter, as a user's Delete does.
+leaves a deletion record naming retention as the deleter, as a user's Delete does, and each
+batch one audit event listing the Runs it deleted.
 
 Each batch is one short transaction over at most ``RUN_RETENTION_BATCH_SIZE`` Runs, so the
 Activity page and the workers' writes never wait long behind it; a pass stops after
@@ -20,6 +21,8 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import record
 from runs.models import TERMINAL_STATUSES, Operation, Run, RunDeletion
 from runs.services import deletion_record
 
@@ -93,7 +96,13 @@ def _delete_batch(runs: QuerySet[Run], size: int) -> int:
             deletion_record(run, deleted_by=None, deleted_by_name=DELETED_BY) for run in batch
         )
         # Terminal rows are immutable, so nothing turned them active since the read.
-        Run.objects.filter(pk__in=[run.pk for run in batch]).delete()
+        ids = [run.pk for run in batch]
+        Run.objects.filter(pk__in=ids).delete()
+        operation = batch[0].get_operation_display()
+        record(None, AuditAction.RUNS_EXPIRED, None, {
+            "operation": batch[0].operation, "runs": ids,
+            "oldest_created_at": min(run.created_at for run in batch).isoformat(),
+        }, None, object_type="run", object_name=f"{len(ids)} {operation} Runs")
     return len(batch)
 
 

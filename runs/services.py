@@ -35,7 +35,14 @@ from runs.models import (
     Via,
 )
 from runs.operations import get_operation
-from runs.policy import Action, allowed_in_state, level_allows, nothing_to_resume
+from runs.policy import (
+    LAUNCHING_ACTIONS,
+    Action,
+    allowed_in_state,
+    deleted_datastore,
+    level_allows,
+    nothing_to_resume,
+)
 
 
 # -- permission --------------------------------------------------------------------------------
@@ -65,6 +72,10 @@ def authorize_action(user: User, run: Run, action: Action) -> None:
         )
     if action == Action.RESUME and nothing_to_resume(run):
         raise ActionNotAllowed(f"Nothing to resume: every unit of Run #{run.pk} succeeded.")
+    if action in LAUNCHING_ACTIONS and (gone := deleted_datastore(run)) is not None:
+        raise ActionNotAllowed(
+            f"{action.label} is not available: datastore {gone.name} was deleted."
+        )
 
 
 def refuse_destination_unless_promote(operation: str, given: bool) -> None:

@@ -33,7 +33,9 @@ TIMINGS = {
     "RUN_ABORT_GRACE": "30",
     "RUN_REQUEUE_AFTER": "5",
     "RUN_SCHEDULE_INTERVAL": "1",
-    "RUN_IDLE_IN_TRANSACTION_TIMEOUT": "3",
+    # Well inside the stale threshold: a frozen worker's row lock is released (and an Abort of
+    # its Run accepted) seconds before the reaper may call the Run lost.
+    "RUN_IDLE_IN_TRANSACTION_TIMEOUT": "1.5",
     "RUN_DB_RETRY_WINDOW": "45",
 }
 

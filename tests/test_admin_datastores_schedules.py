@@ -59,9 +59,18 @@ def test_deleting_a_datastore_keeps_its_runs_and_other_stores_promote_runs(admin
     assert client.get(f"/datastores/{datastore.pk}/edit/").status_code == 404
     assert "warehouse" not in client.get("/datastores/").content.decode()
 
-    # Nothing can be launched on it any more, and its name may be used again.
+    # Nothing can be launched on it any more: no Rerun or Resume offered, the API says why.
+    detail = client.get(f"/activity/runs/{own.pk}/").content.decode()
+    assert "act-rerun" not in detail and "act-delete" in detail
+    assert "act-rerun" not in client.get("/activity/").content.decode()  # nor into it
     response = bearer(admin).post(f"/api/v1/runs/{own.pk}/rerun")
-    assert response.status_code == 404
+    assert response.status_code == 409
+    assert response.json()["detail"] == "Rerun is not available: datastore warehouse was deleted."
+    assert bearer(admin).get(f"/api/v1/runs/{own.pk}").json()["actions"] == ["delete"]
+    response = bearer(admin).post(f"/api/v1/runs/{promote_into.pk}/rerun")
+    assert response.json()["detail"] == "Rerun is not available: datastore warehouse was deleted."
+    assert Run.objects.count() == 2
+    # Its name may be used again.
     assert DatastoreFactory(name="warehouse").pk != datastore.pk
     event = AuditEvent.objects.get(action="datastore.deleted")
     assert event.before["runs"] == 1 and event.before["containers"] == 1

@@ -4,9 +4,11 @@ and the admins' page with its filters and CSV export."""
 import csv
 import io
 import sqlite3
+from datetime import timedelta
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from accounts import services as teams
 from accounts import tokens, users
@@ -14,6 +16,7 @@ from accounts.models import Level, Role, Team
 from audit.models import AuditAction, AuditEvent
 from audit.services import record
 from datastores import services as datastores
+from runs.retention import apply_retention
 from runs.schedules import (
     schedule_create,
     schedule_delete,
@@ -60,7 +63,8 @@ def test_the_orm_cannot_rewrite_history_either(admin):
 
 
 # -- every event kind -------------------------------------------------------------------------
-def test_every_event_kind_is_recorded_with_actor_and_before_after(admin, datastore, tmp_path):
+def test_every_event_kind_is_recorded_with_actor_and_before_after(admin, datastore, tmp_path,
+                                                                  settings):
     # Teams, members, levels, grants.
     team = teams.team_create(actor=admin, name="Analysts", level=Level.VIEWER)
     teams.team_update(actor=admin, team=team, name="Analysts", level=Level.EDITOR)
@@ -100,13 +104,16 @@ def test_every_event_kind_is_recorded_with_actor_and_before_after(admin, datasto
     schedule_delete(schedule=schedule, user=admin)
     run = make_run(datastore, status="success", user=admin)
     run_delete(run=run, user=admin)
+    settings.RUN_RETENTION_DAYS = 30
+    make_run(datastore, status="success", created_at=timezone.now() - timedelta(days=31))
+    assert apply_retention() == {"deleted": 1}
     datastores.datastore_delete(user=admin, datastore=store)
     teams.team_delete(actor=admin, team=team)
 
     recorded = set(AuditEvent.objects.values_list("action", flat=True))
     assert recorded == set(AuditAction.values)
     assert set(AuditEvent.objects.values_list("actor_name", flat=True)) == {
-        "admin", "bob", "alice"
+        "admin", "bob", "alice", "System"
     }
 
     assert (last("team.changed").before, last("team.changed").after) == (

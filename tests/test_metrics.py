@@ -92,3 +92,18 @@ def test_housekeeping_passes_and_actions_are_counted(db, editor, datastore):
     assert samples(families["assay_housekeeping_actions"], "_total") == {
         (("action", "lost"), ("job", "runs.reap_runs")): 1.0
     }
+
+
+def test_a_metrics_token_keeps_other_scrapers_out(db, settings, editor, datastore):
+    settings.METRICS_TOKEN = "scrape-me-9f2c"
+    make_run(datastore, operation="scan", status="success")
+    refused = Client().get("/metrics")
+    assert refused.status_code == 401
+    assert refused.content.decode() == "A bearer token is required (METRICS_TOKEN).\n"
+    assert "assay_runs" not in refused.content.decode()
+    wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me")
+    assert wrong.status_code == 401
+    allowed = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me-9f2c")
+    families = {f.name: f for f in text_string_to_metric_families(allowed.content.decode())}
+    assert samples(families["assay_runs"])[(("operation", "scan"), ("status", "success"))] == 1
+    assert Client().get("/healthz").status_code in (200, 503)  # the probe needs no token

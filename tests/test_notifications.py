@@ -209,3 +209,36 @@ def test_rules_page_for_editors_only_csrf_and_no_secret(db, editor, viewer, outs
     assert client.post(delete, {"csrfmiddlewaretoken": form["csrfmiddlewaretoken"]},
                        follow=True).status_code == 200
     assert not NotificationRule.objects.exists()
+
+
+def test_an_attempt_connects_to_the_address_it_vetted(db, receiver, editor, datastore,
+                                                      monkeypatch):
+    """DNS rebinding: the name answers the receiver's address while it is vetted (when the rule
+    is saved and before the attempt), then another. The attempt connects to the vetted
+    address, naming the host in the Host header."""
+    import socket
+
+    hook = receiver([200])
+    port = int(hook.url.rsplit(":", 1)[1].split("/")[0])
+    real = socket.getaddrinfo
+    answers = []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "hooks.example.test":
+            return real(host, *args, **kwargs)
+        answers.append(host)
+        # Nothing listens there: a connection to it is refused at once.
+        address = "127.0.0.1" if len(answers) <= 2 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    rule_create(user=editor, datastore=datastore, name="rebind", events=["failure"],
+                webhook_url=hook.url.replace("127.0.0.1", "hooks.example.test"),
+                webhook_secret=SECRET)
+    run = make_run(datastore, operation="scan", status="failure")
+    (delivery_id,) = notify.dispatch(run.pk)
+    assert notify.attempt(delivery_id) is notify.Outcome.DONE
+    assert len(answers) == 2  # saved, then vetted before the attempt; never by the client
+    (_, headers, body), = hook.requests
+    assert headers["Host"] == f"hooks.example.test:{port}" and verifies(headers, body)
+    assert Delivery.objects.get(pk=delivery_id).status == DeliveryStatus.DELIVERED

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from datastores.models import Anomaly
 from runs.models import Run, RunContainer, RunDeletion, RunLogEntry, RunStatus
 from runs.retention import Policy, delete_batches
@@ -40,7 +41,7 @@ def retention(settings):
 
 
 @pytest.mark.both_backends
-def test_old_finished_runs_go_what_they_found_stays(db, retention, datastore, editor):
+def test_old_finished_runs_go_what_they_found_stays(db, retention, datastore, editor, admin):
     old_sync = [make_run(datastore, operation="sync", status=s, created_at=days_ago(40),
                          logs=["line"], units=[("t", "success", {})])
                 for s in ("success", "failure", "aborted", "success", "failure")]
@@ -75,6 +76,14 @@ def test_old_finished_runs_go_what_they_found_stays(db, retention, datastore, ed
     assert scan_record.snapshot["triggered_by"] == editor.display_name
     assert scan_record.datastore_name == datastore.name
     assert dry_run_count() == 0
+
+    # The audit log lists them too, a batch an event, by Assay itself.
+    events = AuditEvent.objects.filter(action="run.expired").order_by("id")
+    assert [e.object_name for e in events] == ["3 Sync Runs", "2 Sync Runs", "1 Scan Runs"]
+    assert {pk for e in events for pk in e.before["runs"]} == doomed
+    assert {e.actor_name for e in events} == {"System"}
+    page = client_for(admin).get("/audit/?action=run.expired").content.decode()
+    assert "Runs deleted by retention" in page and "3 Sync Runs" in page
 
 
 @pytest.mark.both_backends
