@@ -7,12 +7,14 @@ BENCH_ARGS ?= --runs 1000000
 bench-activity:
 	.venv/bin/python bench/activity.py $(BENCH_ARGS)
 
-# Scan and Profile benchmark (BENCHMARKS.md, "Scan and Profile"): throw-away SQLite and
-# PostgreSQL sources, 10^6 and 10^7 rows, Assay alternating with the hand-written SQL.
-# Override with e.g. `make bench-scan SCAN_BENCH_ARGS="--sizes 100000"`.
-SCAN_BENCH_ARGS ?= --sizes 1000000,10000000 --backends postgresql,sqlite --repeat 3
+# Scan and Profile benchmark (BENCHMARKS.md, "Scan and Profile"): throw-away SQLite,
+# PostgreSQL and DuckDB sources at 10^6 and 10^7 rows, MariaDB at 10^6, Assay alternating with
+# the hand-written SQL. Override with e.g. `make bench-scan SCAN_BENCH_ARGS="--sizes 100000"`.
+SCAN_BENCH_ARGS ?= --sizes 1000000,10000000 --backends postgresql,sqlite,duckdb --repeat 7
+SCAN_BENCH_MARIADB_ARGS ?= --sizes 1000000 --backends mariadb --repeat 7
 bench-scan:
 	.venv/bin/python bench/scan_profile.py $(SCAN_BENCH_ARGS)
+	.venv/bin/python bench/scan_profile.py $(SCAN_BENCH_MARIADB_ARGS)
 
 # Checks and anomalies lists: 10^6 anomalies and 10^5 checks in the PostgreSQL database
 # assay_bench_checks (dropped and recreated). Override with e.g.
