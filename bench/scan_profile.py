@@ -1,7 +1,7 @@
 """Scan and Profile benchmark: Assay's push-down evaluation against a hand-written single pass.
 
     .venv/bin/python bench/scan_profile.py --sizes 100000,1000000,10000000 \\
-        --backends sqlite,postgresql
+        --backends sqlite,postgresql,mariadb,duckdb
 
 For each backend and size it generates ``bench_events`` (``generate_bench_table``), catalogues
 it with a Sync, authors the ten checks the table is made for, and measures:
@@ -20,10 +20,19 @@ it with a Sync, authors the ten checks the table is made for, and measures:
   source dialect's first connection: what a long-lived worker pays once), reported apart; the
   peak RSS is the process's ``ru_maxrss``.
 
-SQL timings are the best of ``--repeat`` runs after one warm-up ``count``; the hand-written
-pass and ``evaluate_sql`` alternate. Every count is
-checked against ``bench_defect_counts``. Assay's own database is a throw-away SQLite file.
-The PostgreSQL source is a throw-away database at 127.0.0.1:5432 (user postgres), dropped after.
+SQL timings are ``--repeat`` alternations of the hand-written pass and ``evaluate_sql`` after
+one warm-up ``count``: the report gives the median of the per-alternation ratios (each
+``evaluate_sql`` over the hand-written pass taken just before it) with their range, the medians
+and ranges of both sides, and the best-of ratio; for SQLite and DuckDB, which run in this
+process, also the median ratio of this process's CPU time (all its threads). ``fixed`` is
+``evaluate_sql`` over no rows (``WHERE false``): its cost per call that does not grow with the
+table (building and compiling the statement, binding, fetching). Every count is checked
+against ``bench_defect_counts``. Both sides use one connection opened as a Scan opens it
+(``datastores.sources``: vetted URL, DuckDB read-only with its settings locked). Assay's own
+database is a throw-away SQLite file. The PostgreSQL and MariaDB sources are throw-away
+databases at 127.0.0.1:5432 (user postgres) and 127.0.0.1:3306 (user root), named
+``--postgres-prefix``/``--mariadb-prefix`` plus a random suffix, dropped after; SQLite and
+DuckDB sources are files in a throw-away folder.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import os
 import platform
 import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +57,10 @@ sys.path.insert(0, str(ROOT))
 
 TABLE = "bench_events"
 POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+MARIADB_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306"
+# Engines that run inside this process: their CPU time is this process's, a measure that load
+# from other processes disturbs far less than wall time.
+IN_PROCESS = ("sqlite", "duckdb")
 
 
 def django_setup(var_dir: Path) -> None:
@@ -97,7 +111,11 @@ def hand_written_sql(dialect: str) -> str:
     from datastores.demo_source import BENCH_NOTE_MAX_LENGTH, BENCH_SCORE_RANGE, BENCH_STATUSES
 
     statuses = ", ".join(f"'{s}'" for s in BENCH_STATUSES)
-    no_match = "NOT (code REGEXP :pattern)" if dialect == "sqlite" else "code !~ :pattern"
+    no_match = {
+        "postgresql": "code !~ :pattern",
+        "duckdb": "NOT regexp_matches(code, :pattern)",
+    }.get(dialect, "NOT (code REGEXP :pattern)")  # SQLite (Python's re), MariaDB (PCRE2)
+    length = "char_length" if dialect == "mysql" else "length"  # MySQL's length() is bytes
     low, high = BENCH_SCORE_RANGE
     return f"""
 SELECT count(*) AS records,
@@ -109,7 +127,7 @@ SELECT count(*) AS records,
        SUM(CASE WHEN {no_match} THEN 1 ELSE 0 END) AS code_pattern,
        SUM(CASE WHEN occurred_at > :now THEN 1 ELSE 0 END) AS occurred_future,
        count(event_key) AS event_keys,
-       SUM(CASE WHEN length(note) > {BENCH_NOTE_MAX_LENGTH} THEN 1 ELSE 0 END) AS note_long
+       SUM(CASE WHEN {length}(note) > {BENCH_NOTE_MAX_LENGTH} THEN 1 ELSE 0 END) AS note_long
 FROM {TABLE}"""
 
 
@@ -141,6 +159,10 @@ def timed_call(work):
 
 def best_of(repeat: int, work):
     return min((timed_call(work) for _ in range(repeat)), key=lambda run: run[0])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 # -- one Run in a fresh process ----------------------------------------------------------------
@@ -230,35 +252,56 @@ def run_in_child(var_dir: Path, datastore_id: int, operation: str) -> dict:
 class Source:
     """A throw-away source database for one backend."""
 
-    def __init__(self, backend: str, folder: Path):
+    def __init__(self, backend: str, folder: Path, prefixes: dict[str, str]):
         self.backend = backend
         self.folder = folder
         self.database = ""
+        if backend in ("postgresql", "mariadb"):
+            self.database = f"{prefixes[backend]}{secrets.token_hex(4)}"
 
     def __enter__(self) -> str:
-        if self.backend == "sqlite":
+        if self.backend in ("sqlite", "duckdb"):
             sources = self.folder / "var" / "sources"  # a folder datastore files may live in
             sources.mkdir(parents=True, exist_ok=True)
-            return f"sqlite:///{sources / 'bench_source.sqlite3'}"
+            path = sources / f"bench_source.{self.backend}"
+            if self.backend == "duckdb":
+                import duckdb
+
+                duckdb.connect(str(path)).close()  # Assay opens existing files only
+            return f"{self.backend}:///{path}"
+        if self.backend == "mariadb":
+            self._mariadb(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4")
+            return f"{MARIADB_SERVER_URL}/{self.database}?charset=utf8mb4"
         import psycopg
 
-        self.database = f"assay_bench_{secrets.token_hex(4)}"
         with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{self.database}"')
         return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.database}"
 
     def __exit__(self, *exc_info) -> None:
-        if self.database:
+        if self.backend == "mariadb":
+            self._mariadb(f"DROP DATABASE IF EXISTS `{self.database}`")
+        elif self.backend == "postgresql":
             import psycopg
 
             with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
+    @staticmethod
+    def _mariadb(statement: str) -> None:
+        import sqlalchemy as sa
 
-def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> dict:
+        admin = sa.create_engine(f"{MARIADB_SERVER_URL}/")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(statement)
+        admin.dispose()
+
+
+def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int, runs: bool) -> dict:
     import sqlalchemy as sa
 
     from accounts.models import User
+    from datastores import sources
     from datastores.containers import container_selectable
     from datastores.demo_source import BENCH_CODE_PATTERN, generate_bench_table
     from datastores.models import Check, Container, Datastore
@@ -269,7 +312,7 @@ def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> di
     started = time.perf_counter()
     generate_bench_table(url, rows=rows, table=TABLE)
     generated_s = time.perf_counter() - started
-    engine = sa.create_engine(url)
+    engine = sources.create_engine(url)
     if backend == "postgresql":  # fresh statistics and visibility map, as a live table has
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text(f"VACUUM ANALYZE {TABLE}"))
@@ -288,7 +331,8 @@ def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> di
     expected = expected_counts(rows)
     now = datetime.now(UTC)
 
-    figures: dict = {"backend": backend, "rows": rows, "generate_s": generated_s}
+    figures: dict = {"backend": backend, "rows": rows, "generate_s": generated_s,
+                     "load_before": os.getloadavg()[0]}  # fmt: skip
     with engine.connect() as conn:
         conn.execute(sa.text(f"SELECT count(*) FROM {TABLE}")).scalar_one()  # warm-up
         figures["count_s"], count = best_of(
@@ -296,9 +340,10 @@ def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> di
         )
         assert count == rows, count
 
+        dialect = conn.dialect.name
         hand_params = {"pattern": BENCH_CODE_PATTERN,
-                       "now": now.replace(tzinfo=None) if backend == "postgresql"
-                       else now.strftime("%Y-%m-%d %H:%M:%S.%f")}  # fmt: skip
+                       "now": now.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite"
+                       else now.replace(tzinfo=None)}  # fmt: skip
         table = container_selectable(container, conn)
         specs = [CheckSpec(f"{t}:{f}", t, f, p) for t, f, p in checks]
         # What a Scan gets: the datastore's connection limit (extra connections opened once
@@ -313,22 +358,41 @@ def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> di
                                 max_connections=datastore.connection_limit)  # fmt: skip
 
         # Alternated, so a burst of load on a shared machine hits both sides alike.
-        hand_runs, eval_runs = [], []
+        hand_runs, eval_runs, hand_cpu, eval_cpu = [], [], [], []
         for _ in range(repeat):
-            hand_runs.append(timed_call(lambda: hand_written_pass(conn, backend, hand_params)))
+            cpu = time.process_time()
+            hand_runs.append(timed_call(lambda: hand_written_pass(conn, dialect, hand_params)))
+            hand_cpu.append(time.process_time() - cpu)
             conn.rollback()
+            cpu = time.process_time()
             eval_runs.append(timed_call(evaluate))
+            eval_cpu.append(time.process_time() - cpu)
             conn.rollback()
         figures["hand_s"], hand = min(hand_runs, key=lambda run: run[0])
         figures["eval_s"], evaluation = min(eval_runs, key=lambda run: run[0])
         figures["hand_runs_s"] = [run[0] for run in hand_runs]
         figures["eval_runs_s"] = [run[0] for run in eval_runs]
+        figures["ratios"] = [e / h for e, h in
+                             zip(figures["eval_runs_s"], figures["hand_runs_s"], strict=True)]
+        if backend in IN_PROCESS:
+            figures["cpu_ratios"] = [e / h for e, h in zip(eval_cpu, hand_cpu, strict=True)]
+
+        def evaluate_no_rows():
+            result = evaluate_sql(conn, table, specs, now=now, where=sa.false())
+            conn.rollback()
+            return result
+
+        fixed = [timed_call(evaluate_no_rows) for _ in range(max(repeat, 5))]
+        assert all(run[1].records_scanned == 0 for run in fixed)
+        figures["fixed_s"] = median([run[0] for run in fixed])
         assert dict(zip(HAND_ORDER, hand, strict=True)) == {k: expected[k] for k in HAND_ORDER}
         found = {key: result.failed_count for key, result in evaluation.results.items()}
         assert found == expected, (found, expected)
         for other in extra:
             other.close()
     engine.dispose()
+    if not runs:
+        return figures
 
     scan = run_in_child(var_dir, datastore.pk, "scan")
     assert scan["status"] == "success", scan
@@ -342,6 +406,10 @@ def measure(backend: str, rows: int, url: str, var_dir: Path, repeat: int) -> di
         **profile, "overhead_s": profile["run_s"] - profile["timed"].get("profile_table", 0)
     }  # fmt: skip
     return figures
+
+
+def load() -> str:
+    return "load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min)".format(*os.getloadavg())
 
 
 def machine() -> str:
@@ -365,18 +433,28 @@ def report(results: list[dict], command: str, total_s: float) -> str:
     lines = [
         f"Command: `{command}` ({total_s / 60:.1f} min in total).",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}. At the end: {load()}.",
         "",
-        "Evaluation: the same table, the same ten checks, best of the repeats.",
+        "Evaluation: the same table, the same ten checks, the hand-written pass and "
+        "evaluate_sql alternating; medians (range) of the repeats, the median of the "
+        "per-alternation ratios (range), the ratio of the best runs, and evaluate_sql's fixed "
+        "cost (over no rows).",
         "",
-        "| backend | rows | count(*) | hand-written pass | evaluate_sql | evaluate / hand |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| backend | rows | count(*) | hand-written pass | evaluate_sql | evaluate / hand, "
+        "median of pairs | best / best | CPU time, median of pairs | fixed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['backend']} | {r['rows']:,} | {r['count_s']:.3f} s | {r['hand_s']:.3f} s | "
-            f"{r['eval_s']:.3f} s | {r['eval_s'] / r['hand_s']:.2f}x |"
+            f"| {r['backend']} | {r['rows']:,} | {r['count_s']:.3f} s | "
+            f"{_spread(r['hand_runs_s'], 's')} | {_spread(r['eval_runs_s'], 's')} | "
+            f"**{_spread(r['ratios'], 'x')}** | {r['eval_s'] / r['hand_s']:.2f}x | "
+            f"{_spread(r['cpu_ratios'], 'x') if 'cpu_ratios' in r else 'n/a (server)'} | "
+            f"{r['fixed_s'] * 1000:.1f} ms |"
         )
+    results = [r for r in results if "scan" in r]
+    if not results:
+        return "\n".join(lines)
     lines += [
         "",
         "Whole Runs, claim to finish (one measured Run per process, after a one-row Run):",
@@ -400,6 +478,12 @@ def report(results: list[dict], command: str, total_s: float) -> str:
     return "\n".join(lines)
 
 
+def _spread(values: list[float], unit: str) -> str:
+    low, high = min(values), max(values)
+    digits = 2 if unit == "x" else 3
+    return f"{median(values):.{digits}f}{unit} ({low:.{digits}f}–{high:.{digits}f})"
+
+
 def _overhead(run: dict) -> str:
     return f"{run['overhead_s'] * 1000:.0f} ms ({run['timed'].get('gc', 0) * 1000:.0f} ms)"
 
@@ -408,7 +492,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-runs", action="store_true",
+                        help="measure the SQL only, not whole Scan and Profile Runs")
+    parser.add_argument("--postgres-prefix", default="assay_bench_",
+                        help="name prefix of the throw-away PostgreSQL source database")
+    parser.add_argument("--mariadb-prefix", default="assay_bench_",
+                        help="name prefix of the throw-away MariaDB source database")
     parser.add_argument("--child", choices=["scan", "profile"], help=argparse.SUPPRESS)
     parser.add_argument("--var-dir", help=argparse.SUPPRESS)
     parser.add_argument("--datastore", type=int, help=argparse.SUPPRESS)
@@ -433,9 +523,11 @@ def main() -> None:
 
         User.objects.create(username="bench", role=Role.ADMIN)
         for backend in backends:
-            with Source(backend, Path(folder)) as url:
+            prefixes = {"postgresql": args.postgres_prefix, "mariadb": args.mariadb_prefix}
+            with Source(backend, Path(folder), prefixes) as url:
                 for rows in sizes:
-                    figures = measure(backend, rows, url, var_dir, args.repeat)
+                    figures = measure(backend, rows, url, var_dir, args.repeat,
+                                      not args.skip_runs)
                     results.append(figures)
                     print(json.dumps(figures), file=sys.stderr, flush=True)
     print(report(results, command, time.perf_counter() - began))

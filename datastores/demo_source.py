@@ -56,8 +56,9 @@ reviews.rating.out_of_range      ``rating BETWEEN 1 AND 5``
 Columns that legitimately hold nulls: ``shipments.delivered_on`` (not yet delivered).
 
 ``generate_bench_table(url, rows=..., table="bench_events")`` builds one wide table entirely
-server-side (SQLite recursive CTE, PostgreSQL ``generate_series``), every value derived from the
-row number ``n`` (1..rows), so 10^7 rows take seconds, not minutes. Its columns, the check each
+server-side (SQLite recursive CTE, PostgreSQL and DuckDB ``generate_series``, MariaDB/MySQL a
+cross join of digits), every value derived from the row number ``n`` (1..rows), so 10^7 rows
+take seconds, not minutes. Its columns, the check each
 one is made for and its defects (``bench_defect_counts`` gives the exact counts):
 
 ============ ============================================== ======================================
@@ -353,8 +354,17 @@ def generate_demo_source(url: str, *, rows: int = 2000, seed: int = 7) -> DemoMa
         # (transactional DDL) keeps the previous data if the run fails half-way.
         with engine.begin() as conn:
             _recreate_schema(conn)
+            # DuckDB's driver pays milliseconds per bound value (a seconds-long demo becomes
+            # minutes): one multi-row VALUES with the values written into the SQL instead.
+            literal = conn.dialect.name == "duckdb"
             for table, batch in _batches(generator.rows()):
-                conn.execute(table.insert(), batch)
+                if literal:
+                    statement = table.insert().values(batch)
+                    conn.exec_driver_sql(
+                        str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+                    )
+                else:
+                    conn.execute(table.insert(), batch)
                 written[table.name] += len(batch)
             conn.execute(text(VIEW_SQL))
     finally:
@@ -699,7 +709,9 @@ def generate_bench_table(url: str, *, rows: int, table: str = "bench_events") ->
         with engine.begin() as conn:
             metadata.drop_all(conn)
             metadata.create_all(conn)
-            conn.execute(text(_bench_insert_sql(conn, bench)), {"rows": rows})
+            if conn.dialect.name == "mysql":  # the SQL below joins text with || (ANSI)
+                conn.execute(text("SET SESSION sql_mode = CONCAT(@@sql_mode, ',PIPES_AS_CONCAT')"))
+            conn.execute(text(_bench_insert_sql(conn, bench, rows)), {"rows": rows})
     finally:
         engine.dispose()
 
@@ -721,7 +733,7 @@ def _bench_table(metadata: MetaData, name: str) -> Table:
     )  # fmt: skip
 
 
-def _bench_insert_sql(conn: Connection, bench: Table) -> str:
+def _bench_insert_sql(conn: Connection, bench: Table, rows: int) -> str:
     """INSERT ... SELECT over the row numbers 1..:rows, in the connection's dialect."""
     dialect = conn.dialect.name
     if dialect == "sqlite":
@@ -729,11 +741,20 @@ def _bench_insert_sql(conn: Connection, bench: Table) -> str:
             "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < :rows) "
         )
         from_clause = "FROM seq"
-    elif dialect == "postgresql":
+    elif dialect in ("postgresql", "duckdb"):
         source = ""
         from_clause = "FROM generate_series(1, :rows) AS seq(n)"
+    elif dialect == "mysql":
+        # No series function, and recursion is capped by server settings: the numbers are a
+        # cross join of one ten-row table of digits per decimal place.
+        places = len(str(max(rows - 1, 1)))
+        digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
+        number = " + ".join(f"d{place}.d * {10**place}" for place in range(places))
+        joined = ", ".join(f"({digits}) AS d{place}" for place in range(places))
+        source = ""
+        from_clause = f"FROM (SELECT 1 + {number} AS n FROM {joined}) AS seq WHERE n <= :rows"
     else:
-        raise ValueError(f"generate_bench_table supports sqlite and postgresql, not {dialect}")
+        raise ValueError(f"generate_bench_table does not support {dialect}")
     period = {column: every for column, (_, every) in BENCH_DEFECT_PERIODS.items()}
     statuses = " ".join(f"WHEN {i} THEN '{s}'" for i, s in enumerate(BENCH_STATUSES))
     updated_at = _timestamp_plus_seconds(dialect, BENCH_BASE, "n")
@@ -773,4 +794,6 @@ def _timestamp_plus_seconds(dialect: str, base: str, seconds: str) -> str:
         # SQLAlchemy stores SQLite DateTime as 'YYYY-MM-DD HH:MM:SS.ffffff'; using the same text
         # keeps string comparisons against bound datetimes (high-water marks) correct.
         return f"datetime('{base}', ({seconds}) || ' seconds') || '.000000'"
+    if dialect == "mysql":
+        return f"TIMESTAMP '{base}' + INTERVAL ({seconds}) SECOND"
     return f"TIMESTAMP '{base}' + ({seconds}) * INTERVAL '1 second'"

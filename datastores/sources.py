@@ -2,8 +2,8 @@
 
 Abort must be fast even inside a long source query, so the watchdog thread of a running task
 calls ``SourceConnection.cancel()``, which uses the driver's own thread-safe cancel:
-``sqlite3.Connection.interrupt()``, psycopg's ``cancel_safe()``, and for MySQL/MariaDB a
-``KILL QUERY`` sent from a second session.
+``sqlite3.Connection.interrupt()`` (DuckDB's alike), psycopg's ``cancel_safe()``, and for
+MySQL/MariaDB a ``KILL QUERY`` sent from a second session.
 """
 
 from __future__ import annotations
@@ -60,8 +60,24 @@ def parse_url(url: str) -> sa.URL:
     return parsed
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for a vetted URL only: the policy is checked at every connection."""
+# DuckDB settings of every connection: a DuckDB file can hold views that read other files or
+# URLs (read_csv, httpfs) or load extensions; none of it runs, and SQL cannot turn it back on.
+DUCKDB_LOCKED_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def create_engine(url: str, *, writable: bool = False) -> Engine:
+    """An engine for a vetted URL only: the policy is checked at every connection.
+
+    ``writable`` is for enrichment datastores; a DuckDB source is opened read-only, so several
+    worker processes can read one file at once (a writer holds it alone).
+    """
     try:
         vetted = url_policy.vet(url)
     except UrlRefused as exc:
@@ -73,6 +89,9 @@ def create_engine(url: str) -> Engine:
         connect_args["connect_timeout"] = settings.SOURCE_CONNECT_TIMEOUT
     elif backend == "sqlite":
         connect_args["timeout"] = settings.SOURCE_CONNECT_TIMEOUT
+    elif backend == "duckdb":
+        connect_args["config"] = dict(DUCKDB_LOCKED_CONFIG)
+        connect_args["read_only"] = not writable
     # NullPool: a Run owns its connections for its lifetime and closes them when it ends.
     return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
 
@@ -106,9 +125,9 @@ def describe_error(exc: BaseException, url: str) -> str:
 class SourceConnection:
     """One open connection to a datastore that another thread may cancel."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, writable: bool = False):
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, writable=writable)
         self._lock = threading.Lock()
         self._conn: Connection | None = None
 
@@ -147,7 +166,7 @@ class SourceConnection:
                 driver_conn = conn.connection.driver_connection
             except Exception:
                 return
-        if hasattr(driver_conn, "interrupt"):  # sqlite3
+        if hasattr(driver_conn, "interrupt"):  # sqlite3, DuckDB
             driver_conn.interrupt()
         elif hasattr(driver_conn, "thread_id"):  # PyMySQL: KILL QUERY from a second session
             with self.engine.connect() as killer:

@@ -64,7 +64,10 @@ class FileDriver:
     """A database that is one local file: only inside the allowed folders, no URL options.
 
     Options are refused wholesale: SQLite's URI mode (``file:...?mode=rwc``) creates files
-    anywhere and opens other databases; none is needed to read a source.
+    anywhere and opens other databases; DuckDB reads every option as a setting, some of which
+    open files or the network (``enable_external_access``, extension loading, MotherDuck
+    tokens). None is needed to read a source. A plain absolute path also rules out DuckDB's
+    ``:memory:`` and ``md:``/``motherduck:`` databases.
     """
 
     def vet(self, url: sa.URL) -> VettedUrl:
@@ -271,6 +274,8 @@ def _name_denied(name: str, entry: str) -> bool:
 # them (default: every one whose driver is installed).
 DRIVERS: dict[str, DriverRule] = {
     "sqlite+pysqlite": FileDriver(),
+    # Opened with external access and extension loading off (sources.DUCKDB_LOCKED_CONFIG).
+    "duckdb+duckdb_sqlalchemy": FileDriver(),
     "postgresql+psycopg": ServerDriver(
         default_port=5432,
         options=frozenset({"sslmode", "application_name", "connect_timeout"}),

@@ -1,4 +1,4 @@
-"""Shared helpers of the Profile and Scan tests: demo sources on SQLite and PostgreSQL, runs
+"""Shared helpers of the Profile and Scan tests: demo sources on every supported dialect, runs
 driven through the real engine, the checks matching the demo's deliberate defects, and a
 per-table count of the statements the source receives."""
 
@@ -41,8 +41,8 @@ class DemoSource:
 
 @contextmanager
 def demo_source_at(backend: str, tmp_path, rows: int = DEMO_ROWS):
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'source.sqlite3'}"
+    if backend in FILE_BACKENDS:
+        url = f"{backend}:///{tmp_path / f'source.{backend}'}"
         yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
         return
     throwaway = (
@@ -52,10 +52,12 @@ def demo_source_at(backend: str, tmp_path, rows: int = DEMO_ROWS):
         yield DemoSource(url, generate_demo_source(url, rows=rows), backend)
 
 
+FILE_BACKENDS = ("sqlite", "duckdb")
 BACKENDS = [
     "sqlite",
     pytest.param("postgresql", marks=pytest.mark.postgres_source),
     pytest.param("mariadb", marks=pytest.mark.mariadb_source),
+    "duckdb",
 ]
 
 

@@ -4,8 +4,9 @@ Each refused form goes through the API and the browser form, as a source and as 
 URL, on create and on update. What must hold every time: the same words for every refusal (no
 oracle for files or ports), no datastore saved, no file created, no connection opened. What
 "no connection opened" rests on: Python's audit hooks, which report every ``sqlite3.connect``
-and ``socket.connect`` this process makes, and a real listening socket that would see a
-connection from any process.
+and ``socket.connect`` this process makes, a wrapper recording every ``duckdb.connect`` (DuckDB
+raises no audit event), and a real listening socket that would see a connection from any
+process.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 import sqlalchemy as sa
 from django.db import connection
@@ -56,9 +58,17 @@ class Connections:
     @contextmanager
     def watching(self):
         self.seen, self.active = [], True
+        real_connect = duckdb.connect
+
+        def recording_connect(database=":memory:", *args, **kwargs):
+            self.seen.append(("duckdb.connect", database))
+            return real_connect(database, *args, **kwargs)
+
+        duckdb.connect = recording_connect
         try:
             yield self.seen
         finally:
+            duckdb.connect = real_connect
             self.active = False
 
 
@@ -106,6 +116,8 @@ def scene(tmp_path, settings):
     generate_demo_source(f"sqlite:///{sources / 'shop.sqlite3'}", rows=30)
     sqlite3_file(sources / "enrichment.sqlite3")
     sqlite3_file(outside / "data.sqlite3")
+    duckdb.connect(str(sources / "shop.duckdb")).close()
+    duckdb.connect(str(outside / "data.duckdb")).close()
     listener = Listener()
     settings.DATASTORE_FILE_DIRS = [str(sources)]
     settings.DATASTORE_DENIED_HOSTS = ["127.0.0.0/8", "::1/128"]
@@ -113,6 +125,7 @@ def scene(tmp_path, settings):
     if own is not None:
         (sources / "own-link.sqlite3").symlink_to(own)
     (sources / "outside-link.sqlite3").symlink_to(outside / "data.sqlite3")
+    (sources / "outside-link.duckdb").symlink_to(outside / "data.duckdb")
     (sources / "outside-dir").symlink_to(outside, target_is_directory=True)
     yield {"sources": sources, "outside": outside, "own": own, "listener": listener}
     listener.close()
@@ -155,6 +168,25 @@ def refused_urls(scene) -> dict[str, str]:
         "several hosts": f"postgresql+psycopg://u@127.0.0.1:{port},127.0.0.2:{port}/db",
         "driver not allowed": f"postgresql+pg8000://u:pw@127.0.0.1:{port}/db",
         "not a URL": "not a url",
+        "duckdb in memory": "duckdb:///:memory:",
+        "duckdb without a database": "duckdb://",
+        "duckdb motherduck": "duckdb:///md:shop",
+        "duckdb remote file": "duckdb:///s3://bucket/shop.duckdb",
+        "duckdb relative path": "duckdb:///shop.duckdb",
+        "duckdb outside the folders": f"duckdb:///{outside / 'data.duckdb'}",
+        "duckdb symlinked file": f"duckdb:///{sources / 'outside-link.duckdb'}",
+        "duckdb missing file (would be created)": f"duckdb:///{sources / 'new.duckdb'}",
+        "duckdb external access on": (
+            f"duckdb:///{sources / 'shop.duckdb'}?enable_external_access=true"
+        ),
+        "duckdb unsigned extensions": (
+            f"duckdb:///{sources / 'shop.duckdb'}?allow_unsigned_extensions=true"
+        ),
+        "duckdb extension preload": (
+            f"duckdb:///{sources / 'shop.duckdb'}?preload_extensions=httpfs"
+        ),
+        "duckdb motherduck token": f"duckdb:///{sources / 'shop.duckdb'}?motherduck_token=pw",
+        "duckdb access mode": f"duckdb:///{sources / 'shop.duckdb'}?access_mode=read_write",
     }
     if scene["own"] is not None:
         own = scene["own"]
@@ -194,6 +226,11 @@ ATTACKS = [
     "in memory", "denied host", "denied host by name", "denied host, short form",
     "denied host, IPv4-mapped IPv6", "unspecified address", "local socket",
     "host in an option", "several hosts", "driver not allowed", "not a URL",
+    "duckdb in memory", "duckdb without a database", "duckdb motherduck", "duckdb remote file",
+    "duckdb relative path", "duckdb outside the folders", "duckdb symlinked file",
+    "duckdb missing file (would be created)", "duckdb external access on",
+    "duckdb unsigned extensions", "duckdb extension preload", "duckdb motherduck token",
+    "duckdb access mode",
 ]
 OWN_DATABASE = [
     "own database", "own database, dot-dot", "own database, symlink", "own database, uri",
@@ -279,6 +316,8 @@ def test_edit_form_refuses_enrichment_urls_too(scene, manager, attack):
     ("uri mode creating a file", "URL options are not allowed"),
     ("denied host", "in DATASTORE_DENIED_HOSTS"),
     ("missing file (would be created)", "does not exist"),
+    ("duckdb external access on", "URL options are not allowed"),
+    ("duckdb in memory", "names no database file"),
 ])
 def test_admins_see_the_reason_managers_do_not(scene, manager, attack, reason):
     url = refused_urls(scene)[attack]
@@ -323,7 +362,9 @@ def test_failed_connections_answer_managers_uniformly(scene, manager, settings):
 # -- at run time ---------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)  # the Run executes here, as in a worker
 @pytest.mark.parametrize("attack", ["denied host", "outside the folders", "symlinked file",
-                                    "uri mode creating a file"] + OWN_DATABASE)
+                                    "uri mode creating a file", "duckdb outside the folders",
+                                    "duckdb external access on", "duckdb in memory"]
+                         + OWN_DATABASE)
 def test_a_stored_url_the_policy_now_refuses_is_never_connected(scene, manager, attack):
     """Vetting runs again at every connection: a row saved before the policy (or by hand)
     fails its Run with the uniform message, and nothing is opened."""
@@ -353,6 +394,57 @@ def test_an_allowed_datastore_works_end_to_end(scene, manager):
     with sa.create_engine(f"sqlite:///{sources / 'enrichment.sqlite3'}").connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM shop_mat_orders")).scalar() > 0
     assert os.path.exists(sources / "enrichment.sqlite3")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_duckdb_datastore_works_but_its_file_cannot_reach_outside(scene, manager):
+    """A DuckDB file may hold views over other files (read_csv, ATTACH-ed databases, URLs):
+    Assay reads the file's own tables, and nothing the file points at."""
+    sources, outside = scene["sources"], scene["outside"]
+    secret = outside / "secret.csv"
+    secret.write_text("word\nsesame\n")
+    shop, enrichment = sources / "shop.duckdb", sources / "enrichment.duckdb"
+    generate_demo_source(f"duckdb:///{shop}", rows=30)
+    duckdb.connect(str(enrichment)).close()  # an enrichment file must exist too
+    with duckdb.connect(str(shop)) as raw:
+        raw.execute(f"CREATE VIEW leak AS SELECT * FROM read_csv('{secret}')")
+    created = bearer(manager).post("/api/v1/datastores", {
+        "name": "duck", "source_url": f"duckdb:///{shop}",
+        "enrichment_url": f"duckdb:///{enrichment}",
+        "enrichment_prefix": "duck", "teams": [manager.teams.get().pk],
+    }, content_type="application/json")
+    assert created.status_code == 201, created.content
+    store = Datastore.objects.get(pk=created.json()["id"])
+
+    assert run_now(manager, store, "sync").status == RunStatus.SUCCESS
+    for operation, config in [("profile", {"containers": ["orders"]}),
+                              ("scan", {"containers": ["orders"]}),
+                              ("materialize", {"containers": ["orders"]}),
+                              ("export", {"containers": ["orders"]})]:
+        run = run_now(manager, store, operation, config)
+        assert run.status == RunStatus.SUCCESS, (operation, run.error)
+    with duckdb.connect(str(enrichment), read_only=True) as raw:
+        assert raw.execute("SELECT count(*) FROM duck_mat_orders").fetchone()[0] == 30
+        assert raw.execute("SELECT count(*) FROM duck_export_field_profiles").fetchone()[0] > 0
+
+    leaked = run_now(manager, store, "profile", {"containers": ["leak"]})
+    assert leaked.units.get(name="leak").status == RunStatus.FAILURE
+    assert "sesame" not in str(list(leaked.units.values()) + list(leaked.log_entries.values()))
+
+    from datastores.sources import SourceConnection
+
+    with SourceConnection(f"duckdb:///{shop}") as source:
+        for statement in [
+            f"SELECT * FROM read_csv('{secret}')",
+            f"ATTACH '{outside / 'data.duckdb'}' AS other",
+            "SET enable_external_access = true",
+            "INSTALL httpfs",
+            "LOAD httpfs",
+            "CREATE TABLE written (a INTEGER)",  # sources are opened read-only
+        ]:
+            with pytest.raises(sa.exc.DBAPIError):
+                source.conn.exec_driver_sql(statement)
+            source.conn.rollback()
 
 
 # -- Assay's own PostgreSQL database -----------------------------------------------------------

@@ -22,7 +22,7 @@ from datastores.demo_source import (
     generate_bench_table,
     generate_demo_source,
 )
-from tests.databases import throwaway_postgres_database
+from tests.databases import throwaway_mariadb_database, throwaway_postgres_database
 
 ROWS = 2000
 
@@ -194,3 +194,13 @@ def test_bench_table_counts_on_sqlite(sqlite_url) -> None:
 @pytest.mark.postgres_source
 def test_bench_table_counts_on_postgres(postgres_url) -> None:
     _assert_bench_counts(postgres_url)
+
+
+def test_bench_table_counts_on_duckdb(tmp_path) -> None:
+    _assert_bench_counts(f"duckdb:///{tmp_path / 'bench.duckdb'}")
+
+
+@pytest.mark.mariadb_source
+def test_bench_table_counts_on_mariadb() -> None:
+    with throwaway_mariadb_database() as url:
+        _assert_bench_counts(url)

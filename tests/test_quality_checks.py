@@ -1,4 +1,5 @@
-"""The data-quality check engine (datastores.quality.checks) on SQLite and PostgreSQL."""
+"""The data-quality check engine (datastores.quality.checks) on SQLite, PostgreSQL, MariaDB
+and DuckDB."""
 
 from __future__ import annotations
 
@@ -115,6 +116,7 @@ def _spec(key: str) -> CheckSpec:
         "sqlite",
         pytest.param("postgresql", marks=pytest.mark.postgres_source),
         pytest.param("mariadb", marks=pytest.mark.mariadb_source),
+        "duckdb",
     ],
 )
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
@@ -138,6 +140,8 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def _database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('quality') / 'source.db'}"
+    elif backend == "duckdb":
+        yield f"duckdb:///{tmp_path_factory.mktemp('quality') / 'source.duckdb'}"
     elif backend == "mariadb":
         with throwaway_mariadb_database() as url:
             yield url
@@ -259,7 +263,7 @@ def test_every_check_type_counts_its_failures_in_one_pass_per_dialect_plan(engin
     with recorded_statements(engine) as statements:
         evaluation = evaluate_sql(conn, orders, CHECKS, now=NOW)
 
-    if engine.dialect.name in ("sqlite", "mysql"):
+    if engine.dialect.name in ("sqlite", "mysql", "duckdb"):
         assert len(statements) == 1
     else:
         # PostgreSQL: the aggregate stays parallel-safe, each distinct count runs apart.
@@ -314,8 +318,19 @@ def test_a_broken_check_gets_its_own_error_and_the_others_their_results(engine, 
     assert evaluate_sql(conn, orders, checks[:1], now=NOW).results["sku"].failed_count == 1
 
 
+def test_an_unanchored_pattern_matches_anywhere_in_the_value_on_every_dialect(conn):
+    # Search semantics, like re.search: "12345" contains three digits; only "abcdef" has none.
+    check = CheckSpec("digits", "matches_pattern", "code", {"pattern": "[0-9]{3}"})
+    evaluation = evaluate_sql(conn, orders, [check], now=NOW)
+
+    assert evaluation.results["digits"].failed_count == 1
+    examples = fetch_examples(conn, orders, check, limit=5, now=NOW)
+    assert [row["code"] for row in examples] == ["abcdef"]
+
+
 def test_a_pattern_only_python_understands_fails_alone_on_postgresql(engine, conn):
-    # Named groups are Python syntax: SQLite runs Python's re, PostgreSQL refuses the pattern.
+    # Named groups are Python syntax: SQLite runs Python's re, MariaDB PCRE2 and DuckDB RE2
+    # know them too; PostgreSQL refuses the pattern.
     checks = [
         CheckSpec("named", "matches_pattern", "code", {"pattern": "^(?P<digits>[0-9]{5})$"}),
         _spec("code-length"),
@@ -324,7 +339,7 @@ def test_a_pattern_only_python_understands_fails_alone_on_postgresql(engine, con
 
     assert evaluation.results["code-length"].failed_count == 1
     named = evaluation.results["named"]
-    if engine.dialect.name in ("sqlite", "mysql"):  # Python's re; MariaDB's PCRE2
+    if engine.dialect.name in ("sqlite", "mysql", "duckdb"):
         assert named.failed_count == 2
     else:
         assert named.failed_count is None
@@ -346,6 +361,9 @@ def test_a_check_failing_only_on_some_rows_is_found_by_halving(engine, conn):
             .union_all(sa.select(sa.literal(1)).where(orders.c.id >= len(ORDER_ROWS)))
             .scalar_subquery()
         )
+    elif engine.dialect.name == "duckdb":
+        # DuckDB divides by zero into NULL; text that is no number fails its cast.
+        failing = sa.cast(sa.case((orders.c.id < len(ORDER_ROWS), "1"), else_="x"), sa.Integer)
     else:
         failing = 1 / sa.case((orders.c.id < len(ORDER_ROWS), 1), else_=0)
     table = sa.select(orders, failing.label("fragile")).subquery("fragile_orders")
@@ -415,6 +433,11 @@ def _cancelling_source(conn: sa.Connection) -> sa.FromClause:
 
         threading.Timer(0.3, kill).start()
         cancelling = sa.func.sleep(1) == 0
+    elif conn.dialect.name == "duckdb":
+        # interrupt() from another thread a moment later, as SourceConnection.cancel does.
+        threading.Timer(0.3, conn.connection.dbapi_connection.interrupt).start()
+        numbers = sa.func.range(10**11).table_valued("range")
+        cancelling = sa.select(sa.func.sum(numbers.c.range)).scalar_subquery().is_not(None)
     else:
         conn.exec_driver_sql("SET LOCAL statement_timeout = 50")
         cancelling = sa.exists(sa.select(sa.literal(1)).select_from(sa.func.pg_sleep(1)))

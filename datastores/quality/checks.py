@@ -10,13 +10,16 @@ Decisions worth knowing before changing anything here:
 * ``matches_pattern`` uses search semantics (unanchored, like ``re.search``). Patterns are
   validated with Python's ``re``. SQLite runs them with Python's ``re`` too (the REGEXP function
   SQLAlchemy's pysqlite dialect registers); PostgreSQL runs them with ``~`` as POSIX advanced
-  regular expressions. Stay in the common subset (classes, anchors, quantifiers, alternation);
+  regular expressions, MariaDB with PCRE2's ``REGEXP`` and DuckDB with RE2's
+  ``regexp_matches`` (both search semantics, as SQLAlchemy compiles ``regexp_match`` there).
+  Stay in the common subset (classes, anchors, quantifiers, alternation);
   a pattern PostgreSQL rejects (named groups, for one) becomes that check's error, never the
   whole scan's. One quiet difference: Python's ``$`` also matches before a final newline.
 * Stored naive date-times are taken to be UTC. ``not_future`` compares a DATE column with the
   UTC date of ``now`` and date-time columns with ``now`` itself. On SQLite, dates and
   date-times are ISO text, written with either a space or a ``T`` separator depending on the
   writer, so both sides go through ``julianday()`` and compare as instants, never as text.
+  PostgreSQL, MariaDB and DuckDB compare typed DATE/TIMESTAMP columns with a typed ``now``.
 * Connections are only read from. After a failed statement the connection's transaction is
   rolled back, because PostgreSQL refuses every later statement of a failed transaction: pass a
   connection from ``engine.connect()`` that holds no writes, not one inside ``engine.begin()``.
@@ -561,11 +564,13 @@ def _recover(conn: sa.Connection, error: sa_exc.DBAPIError) -> None:
 
 
 def _is_cancellation(orig: BaseException | None) -> bool:
-    # PostgreSQL's query_canceled, sqlite3's interrupt, MySQL's ER_QUERY_INTERRUPTED (1317).
+    # PostgreSQL's query_canceled, sqlite3's interrupt, MySQL's ER_QUERY_INTERRUPTED (1317),
+    # DuckDB's InterruptException.
     return (
         getattr(orig, "sqlstate", None) == "57014"
         or str(orig) == "interrupted"
         or (getattr(orig, "args", None) or (None,))[0] == 1317
+        or type(orig).__name__ == "InterruptException"
     )
 
 
@@ -592,9 +597,22 @@ def _prepare(from_: sa.FromClause, spec: CheckSpec, dialect: str, now: datetime)
     if spec.type == "unique":
         measure = sa.func.count(column) - sa.func.count(sa.distinct(column))
     else:
-        failing = _failure_predicate(column, spec.type, params, dialect, now)
-        measure = sa.func.count(sa.case((failing, 1)))
+        measure = _count_rows_where(_failure_predicate(column, spec.type, params, dialect, now),
+                                    dialect)
     return _PreparedCheck(spec, params, measure=measure)
+
+
+def _count_rows_where(condition: ColumnElement[bool], dialect: str) -> ColumnElement[int]:
+    """The number of rows for which ``condition`` is true, in the cheapest form per dialect.
+
+    ``count(*) FILTER (WHERE ...)`` where the dialect has it: SQLite spent ~10% less CPU on
+    it than on ``SUM(CASE ...)``, DuckDB ~14% less than on ``count(CASE ...)`` (BENCHMARKS.md,
+    Scan and Profile). MySQL/MariaDB have no FILTER. The 1 is a constant: DuckDB's driver
+    pays for every bound value.
+    """
+    if dialect in ("sqlite", "postgresql", "duckdb"):
+        return sa.func.count().filter(condition)
+    return sa.func.count(sa.case((condition, sa.literal_column("1"))))
 
 
 def _failure_predicate(

@@ -119,9 +119,9 @@ class RunContext:
                 self.metrics[key] = value
 
     # -- datastores --------------------------------------------------------------------------
-    def connect(self, url: str) -> SourceConnection:
+    def connect(self, url: str, *, writable: bool = False) -> SourceConnection:
         """Open a cancellable connection that lives until the Run ends."""
-        source = SourceConnection(url).__enter__()
+        source = SourceConnection(url, writable=writable).__enter__()
         with self._sources_lock:
             self._sources.append(source)
         return source

@@ -38,7 +38,7 @@ def open_enrichment(ctx) -> SourceConnection:
             # Unlinked after launch: a Run-level failure with a clear cause.
             raise SourceError(f"Datastore {ctx.datastore.name} has no enrichment datastore.")
         try:
-            ctx.state["enrichment"] = ctx.connect(ctx.datastore.enrichment_url)
+            ctx.state["enrichment"] = ctx.connect(ctx.datastore.enrichment_url, writable=True)
         except SourceError as exc:
             raise SourceError(f"Enrichment datastore: {exc}") from None
     return ctx.state["enrichment"]
