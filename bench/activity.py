@@ -171,9 +171,11 @@ def scenarios() -> list[Scenario]:
     from django.urls import reverse
 
     from datastores.models import Datastore
-    from runs.models import Run
+    from runs.models import Run, Schedule
 
     busy = Datastore.objects.get(name="warehouse-00")
+    # The editor's busy datastore's schedule: both users see its Runs.
+    schedule = Schedule.objects.get(datastore__name=f"warehouse-{EDITOR_DATASTORES[0]:02d}")
     quiet = Datastore.objects.get(name=f"warehouse-{EDITOR_DATASTORES[-1]:02d}")
     newest = Run.objects.order_by("-id").values_list("id", flat=True).first()
     deep = newest - int(newest * 0.9)
@@ -196,6 +198,8 @@ def scenarios() -> list[Scenario]:
             Scenario(f"extra: 3 days ({old_day}..)", user,
                      f"{listing}?date_from={old_day}&date_to={old_day_3}"),
             Scenario("extra: by=analyst07", user, f"{listing}?by=analyst07"),
+            Scenario(f"extra: schedule={schedule.name}", user,
+                     f"{listing}?schedule={schedule.pk}"),
         ]
     # A viewer whose midnight falls inside a UTC hour (India, +5:30).
     pages.append(Scenario("first page, time zone Asia/Kolkata", _kolkata_admin(), listing))

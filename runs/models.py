@@ -173,6 +173,23 @@ class Run(models.Model):
                         "id"],
                 name="run_created_heatmap",
             ),
+            # The heatmap's "by" and schedule filters have no rollup column, so it counts their
+            # Runs (~30k over 12 weeks per busy user at 10^7 Runs): actor first, then the same
+            # columns as run_created_heatmap, an index-only scan instead of intersecting the
+            # actor's and the 12 weeks' bitmaps and visiting the table (~300 ms). Partial: Runs
+            # without that actor stay out of it, and out of its write cost.
+            models.Index(
+                fields=["triggered_by_user", "created_at", "datastore", "status", "operation",
+                        "triggered_by_kind", "id"],
+                condition=Q(triggered_by_user__isnull=False),
+                name="run_by_user_created",
+            ),
+            models.Index(
+                fields=["schedule", "created_at", "datastore", "status", "operation",
+                        "triggered_by_kind", "id"],
+                condition=Q(schedule__isnull=False),
+                name="run_by_schedule_created",
+            ),
             # Fair sharing (runs.fairness) counts a datastore's running Runs and its line.
             models.Index(
                 fields=["datastore", "id"],
