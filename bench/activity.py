@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per scenario")
     parser.add_argument("--ab-rounds", type=int, default=10,
                         help="rounds of the heatmap count-vs-rollup comparison")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="measure only the scenarios whose name contains one of these")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the database if it already holds --runs Runs (migrating it)")
     parser.add_argument("--seed-only", action="store_true",
@@ -527,7 +529,7 @@ def main(argv=None) -> int:
     args.load_before = os.getloadavg()[0]
     # Every scenario is measured in each of --passes rounds, its timings pooled: a burst of
     # load from elsewhere on a shared machine then lands on all scenarios alike.
-    cases = scenarios()
+    cases = [s for s in scenarios() if not args.only or any(t in s.name for t in args.only)]
     pooled: list[list[float]] = [[] for _ in cases]
     per_pass = max(1, args.requests // args.passes)
     for round_ in range(args.passes):
@@ -535,7 +537,7 @@ def main(argv=None) -> int:
         for scenario, timings in zip(cases, pooled, strict=True):
             timings += timed(scenario, requests=per_pass,
                              warmup=args.warmup if round_ == 0 else 3)
-    args.ab = heatmap_ab(args.ab_rounds)
+    args.ab = heatmap_ab(args.ab_rounds) if args.ab_rounds else []
     results = []
     for scenario, timings in zip(cases, pooled, strict=True):
         result = measure(scenario, timings)
