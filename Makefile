@@ -1,8 +1,9 @@
 # Small entry points; the scripts/ folder holds the full set-up and test runners.
-.PHONY: bench-activity bench-scan bench-checks faults
+.PHONY: bench-activity bench-scan bench-checks bench-load bench-scaleout faults
 
 # Activity page benchmark: 10^6 Runs in the PostgreSQL database assay_bench (dropped and
-# recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`.
+# recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`; 10^7 Runs
+# (about 12 min of seeding on 2 cores): `make bench-activity BENCH_ARGS="--runs 10000000"`.
 BENCH_ARGS ?= --runs 1000000
 bench-activity:
 	.venv/bin/python bench/activity.py $(BENCH_ARGS)
@@ -22,6 +23,21 @@ bench-scan:
 CHECKS_BENCH_ARGS ?= --anomalies 1000000 --checks 100000
 bench-checks:
 	.venv/bin/python bench/checks_anomalies.py $(CHECKS_BENCH_ARGS)
+
+# Under load (BENCHMARKS.md, "Under load"): production deployment (gunicorn, 2 Run worker
+# processes, PostgreSQL database assay_loadbench dropped and recreated, Redis on 6432) with 10^6
+# seeded Runs; locust: 50 users polling Run pages, 5 browsing Activity, for LOAD_TIME.
+LOAD_BENCH_ARGS ?= --runs 1000000 --time 120s
+bench-load:
+	bash -c 'source scripts/_bootstrap.sh && bootstrap "[test,bench]"'
+	.venv/bin/python bench/load.py $(LOAD_BENCH_ARGS)
+
+# Scale-out (BENCHMARKS.md, "Scale-out"): 1, 2 and 4 Run worker processes (concurrency 1)
+# draining 1,000 small Profiles each, alternating; PostgreSQL database assay_loadbench_scaleout
+# (dropped and recreated), Redis on 6432. Override e.g. SCALEOUT_ARGS="--runs 200 --order 1,2".
+SCALEOUT_ARGS ?= --runs 1000 --order 1,2,4,4,2,1 --idle 10
+bench-scaleout:
+	.venv/bin/python bench/scaleout.py $(SCALEOUT_ARGS)
 
 # Fault injection (RELIABILITY.md): a private PostgreSQL cluster (port 55490) and Redis (6390)
 # with every Procfile process; kill, SIGSTOP, database and broker restarts. Measured times go

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 from dataclasses import dataclass
+from functools import reduce
 from itertools import groupby
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Role, User
 from accounts.permissions import (
     can_see_connection,
     datastore_level,
@@ -26,14 +28,17 @@ from accounts.permissions import (
 from assay.paging import Page
 from datastores.models import Container, Datastore
 from datastores.selectors import failed_checks_by_unit
-from runs import fairness
+from runs import fairness, rollup
 from runs.models import (
     ACTIVE_STATUSES,
     Operation,
     Run,
     RunContainer,
+    RunDayCount,
     RunDeletion,
+    RunHourCount,
     RunLogEntry,
+    RunQuarterCount,
     RunStatus,
 )
 from runs.policy import Action, allowed_in_state, available_actions, level_allows
@@ -260,15 +265,15 @@ def heatmap(
     stores: list[Datastore] | None = None,
     today: dt.date | None = None,
 ):
-    """Runs per day over the last HEATMAP_WEEKS weeks (UTC days), as week columns.
+    """Runs per day over the last HEATMAP_WEEKS weeks (the viewer's days), as week columns.
 
-    Counting 12 weeks of Runs on every page load is most of a page's time at 10^6 Runs a
-    year, yet past days barely change: a Run in a terminal status is immutable (a database
-    trigger enforces it) and Runs are only ever created "now". So the counts of past days'
-    terminal Runs are cached, keyed by everything that could change them: the filters, the
-    visible datastores, the day, the newest Run deletion, and the ids of past days' Runs that
-    are still active (when one finishes, the key changes). Today and those few active Runs
-    are counted live. Three small indexed queries on a hit.
+    Finished Runs come from the rollup (``_finished_per_day``); active Runs are
+    counted live. A finished Run is
+    immutable (a database trigger enforces it) and Runs are only ever created "now", so the
+    past days' counts are also cached, keyed by everything that could change them: the
+    filters, the visible datastores, the day, the newest Run deletion, and the ids of past
+    days' Runs that are still active (when one finishes, the key changes). Three small indexed
+    queries on a hit.
     """
     zone = timezone.get_current_timezone()  # the viewer's days
     today = today or timezone.localdate()
@@ -288,18 +293,20 @@ def heatmap(
         .order_by("pk")
         .values_list("pk", flat=True)
     )  # fmt: skip
-    live = Q(created_at__gte=today_start)
+    # Active Runs are counted live (a few hundred at most); finished ones from the rollup,
+    # today's too (a day's 24 hours of rows, complete to the last Run that ended).
+    live = Q(created_at__gte=today_start, status__in=ACTIVE_STATUSES)
     if still_active:
         live |= Q(pk__in=still_active)
     counts = _per_day(runs.filter(live), zone)
+    tomorrow = today + dt.timedelta(days=1)
+    for day, n in _finished_per_day(user, filters, stores, runs, today, tomorrow, zone).items():
+        counts[day] = counts.get(day, 0) + n
 
-    past = runs.filter(
-        created_at__gte=day_start(first, zone), created_at__lt=today_start
-    ).exclude(status__in=ACTIVE_STATUSES)
     key = _heatmap_key(user, filters, stores, still_active, today, zone)
     closed = cache.get(key)
     if closed is None:
-        closed = _per_day(past, zone)
+        closed = _finished_per_day(user, filters, stores, runs, first, today, zone)
         cache.set(key, closed, HEATMAP_CACHE_SECONDS)
     for day, n in closed.items():
         counts[day] = counts.get(day, 0) + n
@@ -327,6 +334,103 @@ def selected_day(filters: RunFilters, zone: dt.tzinfo = dt.UTC) -> dt.date | Non
     if start == day_start(day, zone) and end == day_start(day + dt.timedelta(days=1), zone):
         return day
     return None
+
+
+def _finished_per_day(
+    user: User,
+    filters: RunFilters,
+    stores: list[Datastore],
+    runs: QuerySet[Run],
+    first: dt.date,
+    end: dt.date,
+    zone: dt.tzinfo,
+) -> dict[dt.date, int]:
+    """Finished Runs per local day from ``first`` to the day before ``end``, from the rollup
+    (runs.rollup: per UTC day; per UTC hour and quarter hour for the viewers whose days start
+    at another time).
+
+    ``runs`` is the visible Runs under the filters (no dates). Filters the rollup has no
+    column for (a user or schedule name, one schedule, one Run id) count ``runs`` instead, as
+    do days that would start off a quarter hour (no zone's do today).
+    """
+    n_days = (end - first).days
+    starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(n_days + 1)]
+    finished = runs.exclude(status__in=ACTIVE_STATUSES)
+    off_quarter = any(start.astimezone(dt.UTC).minute % 15 or start.second for start in starts)
+    if (filters.run_id is not None or filters.schedule_id is not None or filters.triggered_by
+            or off_quarter):
+        return _per_day(finished.filter(created_at__gte=starts[0], created_at__lt=starts[-1]),
+                        zone)
+    columns = rollup.columns_for(filters.operations, filters.statuses, filters.trigger)
+    if not columns:  # e.g. only active statuses: none of those are finished
+        return {}
+    every = not (filters.operations or filters.statuses or filters.trigger)
+    total = F("n") if every else reduce(operator.add, (F(name) for name in columns))
+
+    def sums(model, period: str, where: Q) -> dict:
+        rows = model.objects.filter(where)
+        if user.role != Role.ADMIN:  # as visible_runs: an admin sees every datastore's Runs
+            rows = rows.filter(datastore_id__in=[store.pk for store in stores])
+        if filters.datastores:
+            rows = rows.filter(datastore_id__in=filters.datastores)
+        return {row[period]: row["total"]
+                for row in rows.values(period).annotate(total=Sum(total)).order_by()}
+
+    # C(t), the finished Runs from the first UTC day's start to t (a quarter hour), is whole
+    # UTC days, plus the hours of t's own day before t's hour (or that day minus the hours
+    # from it on, whichever are fewer), plus the quarters of t's hour before t. A local day
+    # is C(its end) - C(its start).
+    days = sums(RunDayCount, "day", Q(day__gte=starts[0].astimezone(dt.UTC).date(),
+                                       day__lte=starts[-1].astimezone(dt.UTC).date()))
+    hour_spans, quarter_spans = {}, {}
+    for start in starts:
+        hour, midnight = _hour_of(start), _hour_of(start).replace(hour=0)
+        if hour.hour:
+            early = hour.hour <= 12
+            hour_spans[start] = (midnight, hour) if early else (hour, midnight + DAY)
+        if start != hour:
+            quarter_spans[start] = (hour, start)
+    hours = _sum_spans(sums, RunHourCount, "hour", hour_spans, HOUR)
+    quarters = _sum_spans(sums, RunQuarterCount, "quarter", quarter_spans, QUARTER)
+
+    def until(start: dt.datetime) -> int:
+        utc = start.astimezone(dt.UTC)
+        count = sum(n for day, n in days.items() if day < utc.date())
+        if start in hour_spans:
+            begin, end = hour_spans[start]
+            part = _in_span(hours, begin, end, HOUR)
+            count += part if end == _hour_of(start) else days.get(utc.date(), 0) - part
+        if start in quarter_spans:
+            count += _in_span(quarters, *quarter_spans[start], QUARTER)
+        return count
+
+    cumulative = [until(start) for start in starts]
+    counts = {first + dt.timedelta(days=i): cumulative[i + 1] - cumulative[i]
+              for i in range(n_days)}
+    return {day: n for day, n in counts.items() if n}
+
+
+DAY, HOUR, QUARTER = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=15)
+
+
+def _sum_spans(sums, model, period: str, spans: dict, step: dt.timedelta) -> dict:
+    """The rollup's totals for every period of the (begin, end) spans, in one query (none
+    without spans). One ``IN`` list of periods: an index probe each, and quicker to build than
+    85 OR-ed ranges."""
+    periods = [begin + i * step
+               for begin, end in spans.values() for i in range((end - begin) // step)]
+    if not periods:
+        return {}
+    return sums(model, period, Q(**{f"{period}__in": periods}))
+
+
+def _in_span(totals: dict, begin: dt.datetime, end: dt.datetime, step: dt.timedelta) -> int:
+    return sum(totals.get(begin + i * step, 0) for i in range((end - begin) // step))
+
+
+def _hour_of(moment: dt.datetime) -> dt.datetime:
+    """The start of the UTC hour holding ``moment``."""
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _per_day(runs: QuerySet[Run], zone: dt.tzinfo) -> dict[dt.date, int]:

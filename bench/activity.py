@@ -1,13 +1,15 @@
-"""Activity page benchmark (DESIGN §5): server time with 10^6 Runs in PostgreSQL.
+"""Activity page benchmark (DESIGN §5): server time with 10^6 or 10^7 Runs in PostgreSQL.
 
     .venv/bin/python bench/activity.py --runs 1000000      # or: make bench-activity
+    make bench-activity BENCH_ARGS="--runs 10000000"       # 10^7: about 15 min of seeding
 
 1. Recreates the database ``assay_bench`` (drop + create), migrates it, and seeds users, teams,
    datastores, schedules and ``--runs`` Runs with server-side SQL (see bench/seed.py), then
    VACUUM ANALYZE. ``--reuse`` skips this when the database already holds that many Runs.
 2. Calls the views in-process with Django's test client (server time, no network), logged in
    as an admin and as an editor who sees only some datastores: warm-up, then ``--requests``
-   timed requests per scenario (first page, filtered pages, a deep page, an unchanged poll).
+   timed requests per scenario (first page, filtered pages, a deep page, an unchanged poll),
+   every page both with the heatmap cache warm and emptied before each request.
 3. Captures each scenario's SQL and runs ``EXPLAIN (ANALYZE, BUFFERS)`` on every SELECT,
    flagging any sequential scan of runs_run. Writes a Markdown report (``--report``).
 """
@@ -23,7 +25,8 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+import zoneinfo
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--passes", type=int, default=4,
                         help="rounds over all scenarios; the timed requests are split over them")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per scenario")
+    parser.add_argument("--ab-rounds", type=int, default=10,
+                        help="rounds of the heatmap count-vs-rollup comparison")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep the database if it already holds --runs Runs")
+                        help="keep the database if it already holds --runs Runs (migrating it)")
+    parser.add_argument("--seed-only", action="store_true",
+                        help="seed (or with --reuse, migrate) the database, measure nothing")
     parser.add_argument("--report", type=Path, default=ROOT / "var" / "bench" / "activity.md",
                         help="where to write the Markdown report")
     args = parser.parse_args(argv)
@@ -173,18 +180,15 @@ def scenarios() -> list[Scenario]:
     listing = reverse("activity:list")
     old = dt.date.today() - dt.timedelta(weeks=11)
     old_day, old_day_3 = old.isoformat(), (old + dt.timedelta(days=2)).isoformat()
-    out = []
+    pages = []
     for user in ("bench-admin", "bench-editor"):
         ds = busy if user == "bench-admin" else quiet
-        out += [
+        pages += [
             Scenario("first page", user, listing),
-            Scenario("first page, heatmap not cached", user, listing, cold=True),
             Scenario("status=failure&operation=scan", user,
                      f"{listing}?status=failure&operation=scan"),
             Scenario(f"datastore={ds.name}", user, f"{listing}?datastore={ds.pk}"),
             Scenario(f"deep page (before={deep})", user, f"{listing}?before={deep}"),
-            Scenario("status=failure&operation=scan, heatmap not cached", user,
-                     f"{listing}?status=failure&operation=scan", cold=True),
             # Beyond the targets: a heatmap cell 11 weeks back, a 3-day From/To range there,
             # and a user-name filter.
             Scenario(f"extra: one day ({old_day})", user,
@@ -193,8 +197,26 @@ def scenarios() -> list[Scenario]:
                      f"{listing}?date_from={old_day}&date_to={old_day_3}"),
             Scenario("extra: by=analyst07", user, f"{listing}?by=analyst07"),
         ]
+    # A viewer whose midnight falls inside a UTC hour (India, +5:30).
+    pages.append(Scenario("first page, time zone Asia/Kolkata", _kolkata_admin(), listing))
+    # Every page both warm and cold: with the heatmap cache emptied before every request,
+    # as on the first load of a filter combination each day.
+    out = []
+    for page in pages:
+        out += [page, replace(page, name=f"{page.name}, heatmap not cached", cold=True)]
     out += poll_scenarios()
     return out
+
+
+def _kolkata_admin() -> str:
+    """An admin who reads the pages in India's time zone (made on first use)."""
+    from accounts.models import Role, User
+
+    User.objects.update_or_create(
+        username="bench-admin-kolkata",
+        defaults={"role": Role.ADMIN, "is_staff": True, "time_zone": "Asia/Kolkata"},
+    )
+    return "bench-admin-kolkata"
 
 
 def poll_scenarios() -> list[Scenario]:
@@ -223,6 +245,61 @@ def poll_scenarios() -> list[Scenario]:
                      f"{reverse('activity:run-logs', args=[run.pk])}?after=0&n={run.log_lines}",
                      htmx, 204),
         ]
+    return out
+
+
+# -- the heatmap's past days: counting Runs vs summing the rollup, side by side --------------
+@dataclass
+class HeatmapAB:
+    case: str
+    count_ms: float  # p50, counting the Runs (the heatmap's query before the rollup)
+    rollup_ms: float  # p50, summing the rollup (activity.selectors._finished_per_day)
+    equal: bool
+
+
+def heatmap_ab(rounds: int) -> list[HeatmapAB]:
+    """The 12 weeks' finished Runs per day, both ways, alternating in one loop; and whether
+    both give the same days and counts."""
+    from django.utils import timezone
+
+    from accounts.models import User
+    from activity.selectors import (
+        HEATMAP_WEEKS,
+        _finished_per_day,
+        _per_day,
+        visible_datastores,
+    )
+    from runs.models import ACTIVE_STATUSES
+    from runs.selectors import RunFilters, day_start, visible_runs
+
+    out = []
+    for username in ("bench-admin", "bench-editor"):
+        user = User.objects.get(username=username)
+        stores = list(visible_datastores(user))
+        for filters in (RunFilters(), RunFilters(statuses=("failure",), operations=("scan",))):
+            for zone_name in ("UTC", "Asia/Kolkata"):
+                zone = zoneinfo.ZoneInfo(zone_name)
+                today = timezone.now().astimezone(zone).date()
+                first = today - dt.timedelta(days=today.weekday() + 7 * (HEATMAP_WEEKS - 1))
+                runs = filters.apply(visible_runs(user, stores), dates=False)
+                past = runs.filter(
+                    created_at__gte=day_start(first, zone), created_at__lt=day_start(today, zone)
+                ).exclude(status__in=ACTIVE_STATUSES)
+                count_ms, rollup_ms = [], []
+                for _ in range(rounds):
+                    started = time.perf_counter()
+                    counted = _per_day(past, zone)
+                    count_ms.append((time.perf_counter() - started) * 1000)
+                    started = time.perf_counter()
+                    summed = _finished_per_day(user, filters, stores, runs, first, today, zone)
+                    rollup_ms.append((time.perf_counter() - started) * 1000)
+                name = "no filter" if filters == RunFilters() else "status=failure&operation=scan"
+                out.append(HeatmapAB(f"{name}, {zone_name}", statistics.median(count_ms),
+                                     statistics.median(rollup_ms), counted == summed))
+                out[-1].user = username
+                print(f"heatmap past days {out[-1].case:<45} {username:<13} "
+                      f"count {out[-1].count_ms:7.1f} ms  rollup {out[-1].rollup_ms:6.1f} ms  "
+                      f"equal: {out[-1].equal}", flush=True)
     return out
 
 
@@ -353,6 +430,17 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
             f"{r.min_ms:.1f} | {r.sql_ms:.1f} | {r.status} | {r.size} | {len(r.queries)} | "
             f"{', '.join(indexes) or '-'} | {'**yes**' if seq else 'no'} |"
         )
+    lines += [
+        "",
+        "The heatmap's past days (12 weeks of finished Runs per day), counting the Runs vs "
+        f"summing the hourly rollup, alternating, {args.ab_rounds} rounds each (p50 ms):",
+        "",
+        "| Case | User | Counting Runs | Rollup | Ratio | Same counts |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for ab in args.ab:
+        lines.append(f"| {ab.case} | {ab.user} | {ab.count_ms:.1f} | {ab.rollup_ms:.1f} | "
+                     f"{ab.count_ms / max(ab.rollup_ms, 0.01):.0f}x | {ab.equal} |")
     lines += ["", "Plans of the queries reading runs_run (`EXPLAIN (ANALYZE, BUFFERS)`, trimmed):"]
     for r in results:
         for p in (p for p in r.plans if p["touches_runs"]):
@@ -427,6 +515,10 @@ def main(argv=None) -> int:
         recreate_database(args.server, args.database)
         migrate(env)
         seed(args.runs)
+    else:
+        migrate(env)  # new migrations (the rollup backfill) apply to the seeded database too
+    if args.seed_only:
+        return 0
 
     args.load_before = os.getloadavg()[0]
     # Every scenario is measured in each of --passes rounds, its timings pooled: a burst of
@@ -439,6 +531,7 @@ def main(argv=None) -> int:
         for scenario, timings in zip(cases, pooled, strict=True):
             timings += timed(scenario, requests=per_pass,
                              warmup=args.warmup if round_ == 0 else 3)
+    args.ab = heatmap_ab(args.ab_rounds)
     results = []
     for scenario, timings in zip(cases, pooled, strict=True):
         result = measure(scenario, timings)
@@ -453,7 +546,11 @@ def main(argv=None) -> int:
     bad = [r for r in results if any("runs_run" in p["seq_scans"] for p in r.plans)]
     for r in bad:
         print(f"Seq Scan on runs_run: {r.scenario.name} as {r.scenario.user}", file=sys.stderr)
-    return 1 if bad else 0
+    for ab in args.ab:
+        if not ab.equal:
+            print(f"Heatmap rollup differs from the Runs: {ab.case} as {ab.user}",
+                  file=sys.stderr)
+    return 1 if bad or not all(ab.equal for ab in args.ab) else 0
 
 
 def _existing_runs() -> int:

@@ -388,3 +388,64 @@ class ScheduleFiring(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["schedule", "-id"], name="firing_schedule_id")]
+
+
+def hour_count_column(operation: str, status: str, kind: str) -> str:
+    return f"n_{operation}_{status}_{kind}"
+
+
+class RunCounts(models.Model):
+    """Finished Runs of one datastore in one period, by operation, final status and trigger kind.
+
+    Written only by database triggers on runs_run (see runs.rollup), read by the heatmap.
+    """
+
+    datastore = models.ForeignKey(
+        "datastores.Datastore", on_delete=models.DO_NOTHING, db_constraint=False,
+        db_index=False, related_name="+",  # the unique (period, datastore) index serves
+    )
+    n = models.IntegerField(default=0)  # every column's sum
+    # One count per (operation, final status, trigger kind), e.g. ``n_scan_failure_schedule``.
+    for _operation in Operation.values:
+        for _status in TERMINAL_STATUSES:
+            for _kind in ActorKind.values:
+                locals()[hour_count_column(_operation, _status, _kind)] = models.IntegerField(
+                    default=0
+                )
+    del _operation, _status, _kind
+
+    class Meta:
+        abstract = True
+
+
+class RunHourCount(RunCounts):
+    hour = models.DateTimeField()  # start of the UTC hour the Runs were created in
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "datastore"], name="run_hour_count_unique")
+        ]
+
+
+class RunQuarterCount(RunCounts):
+    """The same per quarter of an hour: where a viewer's midnight is at :15, :30 or :45."""
+
+    quarter = models.DateTimeField()  # start of the UTC quarter hour
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["quarter", "datastore"], name="run_quarter_count_unique"
+            )
+        ]
+
+
+class RunDayCount(RunCounts):
+    """The same per UTC day: a UTC day's 20-odd rows instead of its 24 hours' 500."""
+
+    day = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "datastore"], name="run_day_count_unique")
+        ]

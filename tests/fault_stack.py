@@ -4,6 +4,9 @@ started from the Procfile itself. Nothing shared is touched: the faults (kill, S
 restarts) are applied to these processes only.
 
 Ports: ``FAULTS_PG_PORT`` (default 55490) and ``FAULTS_REDIS_PORT`` (default 6390).
+
+The benchmarks (bench/load.py, bench/scaleout.py) start the same deployment on a database of
+their own on an existing PostgreSQL server (``ServerDatabase``) instead of a private cluster.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ TIMINGS = {
     "RUN_IDLE_IN_TRANSACTION_TIMEOUT": "1.5",
     "RUN_DB_RETRY_WINDOW": "45",
 }
+
+# What a TLS-terminating proxy adds: ASSAY_MODE=production redirects plain http otherwise.
+PROXY = {"X-Forwarded-Proto": "https"}
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.05, what: str = ""):
@@ -101,6 +107,48 @@ class PrivateCluster:
             return conn.execute(sql, params).fetchall()
 
 
+class ServerDatabase:
+    """A database of its own, dropped and recreated, on a PostgreSQL server that is already up
+    (the benchmarks: their million seeded Runs live on the same server as the Activity
+    benchmark's, so the figures compare). Same interface as ``PrivateCluster``."""
+
+    def __init__(self, server: str, name: str):
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name {name!r}: letters, digits and _ only")
+        self.server, self.name = server.rstrip("/"), name
+
+    def init(self) -> None:
+        self.recreate()
+
+    def recreate(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", [self.name])
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    def start(self) -> None:
+        pass  # the server is not ours to start or stop
+
+    def stop(self) -> None:
+        pass
+
+    def _dsn(self, name: str) -> str:
+        return f"{self.server}/{name}".replace("postgres://", "postgresql://", 1)
+
+    @property
+    def url(self) -> str:
+        return f"{self.server}/{self.name}"
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self._dsn(self.name), autocommit=True, connect_timeout=3) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
 class PrivateRedis:
     def __init__(self, root: Path, port: int):
         self.port = port
@@ -140,12 +188,14 @@ def procfile() -> dict[str, str]:
 
 
 class Deployment:
-    """Private PostgreSQL + Redis + the Procfile's processes, with a demo datastore and token."""
+    """Private PostgreSQL (or ``database``) + Redis + the Procfile's processes, with a demo
+    datastore and token."""
 
-    def __init__(self, root: Path, *, web_port: int, pg_port: int, redis_port: int,
-                 extra_env: dict[str, str] | None = None):
+    def __init__(self, root: Path, *, web_port: int, redis_port: int, pg_port: int = 0,
+                 database: ServerDatabase | None = None,
+                 extra_env: dict[str, str] | None = None, timings: dict[str, str] = TIMINGS):
         self.root = root
-        self.cluster = PrivateCluster(root, pg_port)
+        self.cluster = database or PrivateCluster(root, pg_port)
         self.redis = PrivateRedis(root, redis_port)
         self.web_port = web_port
         self.procs: dict[str, subprocess.Popen] = {}
@@ -160,7 +210,7 @@ class Deployment:
             "SECRET_KEY": "faults-secret-key",
             "DATASTORE_FILE_DIRS": str(root),
             "ASSAY_WORKER_CONCURRENCY": "2",
-            **TIMINGS,
+            **timings,
             **(extra_env or {}),
         }
         self.token = ""
@@ -168,6 +218,17 @@ class Deployment:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self, demo_rows: int = 20000) -> Deployment:
+        self.prepare(demo_rows)
+        for name in ("web", "worker", "housekeeping", "beat"):
+            self.start(name)
+        self.wait_ready("worker", "housekeeping")
+        # A Sync makes the catalogue the other operations need.
+        run = self.launch("sync")
+        self.wait_for_status(run, {"success"}, timeout=60)
+        return self
+
+    def prepare(self, demo_rows: int = 20000) -> None:
+        """Database, broker, migrations, a demo source, its datastore and an API token."""
         self.cluster.init()
         self.redis.start()
         self.manage("migrate", "--noinput", "-v0")
@@ -183,15 +244,13 @@ class Deployment:
         )
         token, datastore = self.manage("shell", "-c", seed).split()[-2:]
         self.token, self.datastore_id = token, int(datastore)
-        for name in ("web", "worker", "housekeeping", "beat"):
-            self.start(name)
-        wait_until(lambda: self._answers("/login/"), timeout=30, what="web up")
-        for name in ("worker", "housekeeping"):
+
+    def wait_ready(self, *workers: str) -> None:
+        """The web process answers (if started) and each named Celery worker is ready."""
+        if "web" in self.procs:
+            wait_until(lambda: self._answers("/login/"), timeout=30, what="web up")
+        for name in workers:
             wait_until(lambda n=name: "ready." in self.log(n), timeout=60, what=f"{name} ready")
-        # A Sync makes the catalogue the other operations need.
-        run = self.launch("sync")
-        self.wait_for_status(run, {"success"}, timeout=60)
-        return self
 
     def down(self) -> None:
         for proc in self.procs.values():
@@ -206,13 +265,21 @@ class Deployment:
             raise RuntimeError(done.stderr[-3000:])
         return done.stdout
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, *, key: str = "", env: dict[str, str] | None = None
+              ) -> subprocess.Popen:
+        """Start the Procfile's process ``name``, known (log, procs) as ``key`` (default: name):
+        e.g. several ``worker`` processes with their own ``ASSAY_WORKER_NAME``."""
+        key = key or name
         command = procfile()[name]
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 -- lives with the process
-        proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT, env=self.env,
+        log = open(self.root / f"{key}.log", "ab")  # noqa: SIM115 -- lives with the process
+        proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT,
+                                env={**self.env, **(env or {})},
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = proc
+        self.procs[key] = proc
         return proc
+
+    def stop(self, key: str) -> None:
+        self._stop(self.procs.pop(key))
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
@@ -241,8 +308,10 @@ class Deployment:
 
     # -- HTTP --------------------------------------------------------------------------------
     def _answers(self, path: str) -> bool:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}",
+                                         headers=PROXY)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2):
+            with urllib.request.urlopen(request, timeout=2):
                 return True
         except (urllib.error.URLError, OSError):
             return False
@@ -253,7 +322,7 @@ class Deployment:
             f"http://127.0.0.1:{self.web_port}/api/v1{path}", method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {self.token}",
-                     "Content-Type": "application/json"},
+                     "Content-Type": "application/json", **PROXY},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:

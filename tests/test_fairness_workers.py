@@ -1,13 +1,16 @@
-"""Fair sharing with real workers: three ``celery worker`` processes on PostgreSQL and Redis."""
+"""Fair sharing and scale-out with real ``celery worker`` processes on PostgreSQL and Redis."""
 
+import re
 import threading
 
 import pytest
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
+from datastores.models import Datastore
 from runs.dispatch import send_execute
-from runs.models import ActorKind, Run, RunStatus
+from runs.models import ActorKind, Run, RunLogEntry, RunStatus
 from runs.services import run_launch
 from tests.conftest import WorkerProcess, purge_queue, wait_for
 from tests.test_browser import SLICES, slow_scan_source
@@ -124,3 +127,45 @@ def test_a_burst_on_one_datastore_does_not_hold_up_another(
     assert started[0] in line[:LIMIT]
     statuses = set(Run.objects.filter(pk__in=started).values_list("status", flat=True))
     assert statuses <= {RunStatus.SUCCESS, RunStatus.RUNNING}, statuses
+
+
+def test_two_workers_drain_a_backlog_every_run_once(
+    transactional_db, tmp_path, admin, demo_source_url
+):
+    """The scale-out path: two worker processes (concurrency 1 each, as bench/scaleout.py
+    runs them) race for 40 Syncs spread over 8 datastores. Two Syncs of one datastore never
+    run at once, so claims are turned away and the next in line dispatched all along. Every
+    Run ends Success, started exactly once, and both workers took a share."""
+    datastores = [Datastore.objects.create(name=f"store-{i}", source_url=demo_source_url)
+                  for i in range(8)]
+    purge_queue()
+    workers = []
+    try:
+        for index in range(2):
+            folder = tmp_path / f"worker-{index}"
+            folder.mkdir()
+            workers.append(WorkerProcess(folder).start(concurrency=1, queues="celery"))
+        runs = [run_launch(user=admin, datastore=datastores[i % 8], operation="sync", config={})
+                for i in range(40)]
+        ids = [run.pk for run in runs]
+        wait_for(
+            lambda: not Run.objects.filter(
+                pk__in=ids, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).exists(),
+            timeout=180, interval=0.2, message="the backlog did not drain",
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    statuses = dict(Run.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert statuses == {pk: RunStatus.SUCCESS for pk in ids}
+    started = dict(
+        RunLogEntry.objects.filter(run_id__in=ids, message__contains=" started on datastore ")
+        .values_list("run_id").annotate(n=Count("id"))
+    )
+    assert started == {pk: 1 for pk in ids}
+    # Each worker's log names the Runs it executed to the end: 40 in all, both took some.
+    executed = [len(re.findall(r"execute_run\[[^]]+\] succeeded in [^:]+: 'success'",
+                               worker.log_path.read_text())) for worker in workers]
+    assert sum(executed) == 40, executed
+    assert min(executed) > 0, executed

@@ -1,0 +1,51 @@
+"""What the heatmap's rollup (runs.rollup) must hold, counted from the Runs."""
+
+import datetime as dt
+from collections import Counter
+
+from runs.models import (
+    TERMINAL_STATUSES,
+    Run,
+    RunDayCount,
+    RunHourCount,
+    RunQuarterCount,
+    hour_count_column,
+)
+
+UTC = dt.UTC
+
+
+def counted(period: str) -> dict:
+    """Finished Runs grouped by UTC quarter hour, hour or day and datastore, counted one by one."""
+    out: dict = {}
+    for run in Run.objects.filter(status__in=TERMINAL_STATUSES):
+        utc = run.created_at.astimezone(UTC)
+        key = {
+            "quarter": utc.replace(minute=utc.minute // 15 * 15, second=0, microsecond=0),
+            "hour": utc.replace(minute=0, second=0, microsecond=0),
+            "day": utc.date(),
+        }[period]
+        cell = out.setdefault((key, run.datastore_id), Counter())
+        cell[hour_count_column(run.operation, run.status, run.triggered_by_kind)] += 1
+        cell["n"] += 1
+    return out
+
+
+def stored(period: str) -> dict:
+    out = {}
+    model = {"quarter": RunQuarterCount, "hour": RunHourCount, "day": RunDayCount}[period]
+    for row in model.objects.values():
+        cells = Counter({k: v for k, v in row.items() if k.startswith("n") and v})
+        assert all(v > 0 for v in cells.values()), row
+        if cells:
+            key = row[period].astimezone(UTC) if period != "day" else row["day"]
+            out[(key, row["datastore_id"])] = cells
+    return out
+
+
+def assert_rollup_matches(expected_n: int | None = None) -> None:
+    for period in ("quarter", "hour", "day"):
+        want = counted(period)
+        assert stored(period) == want, period
+        if expected_n is not None:
+            assert sum(cell["n"] for cell in want.values()) == expected_n
