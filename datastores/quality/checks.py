@@ -374,11 +374,11 @@ class _PreparedCheck:
 # aggregate holding a COUNT(DISTINCT) serially; without it, the one-pass aggregate of every
 # other check runs on parallel workers (8.1 s -> 5.7 s at 10^7 rows), and the distinct count
 # runs beside it on a second connection. SQLite has no parallel plans and runs REGEXP in
-# Python under the GIL: one pass, a second connection measured no faster. DuckDB spends ~5%
+# Python under the GIL: one pass, a second connection measured no faster. DuckDB spends 5-7%
 # less CPU on the other checks with the distinct count in a statement of its own.
 _DISTINCT_APART: dict[str, bool] = {"postgresql": True, "duckdb": True}
 # Dialects whose statements run one after the other on the one connection: DuckDB already
-# spreads one statement over every core, and side by side the two took ~12% more CPU time
+# spreads one statement over every core, and side by side the two took ~13% more CPU time
 # for the same wall time (BENCHMARKS.md, Scan and Profile).
 _ONE_CONNECTION: frozenset[str] = frozenset({"duckdb"})
 
@@ -604,8 +604,9 @@ def _prepare(from_: sa.FromClause, spec: CheckSpec, dialect: str, now: datetime)
     if spec.type == "unique":
         measure = sa.func.count(column) - sa.func.count(sa.distinct(column))
     else:
-        measure = _count_rows_where(_failure_predicate(column, spec.type, params, dialect, now),
-                                    dialect)
+        measure = _count_rows_where(
+            _failure_predicate(column, spec.type, params, dialect, now), dialect
+        )
     return _PreparedCheck(spec, params, measure=measure)
 
 
@@ -614,9 +615,8 @@ def _count_rows_where(condition: ColumnElement[bool], dialect: str) -> ColumnEle
 
     ``count(*) FILTER (WHERE ...)`` where the dialect has it: SQLite spent ~10% less CPU on
     it than on ``SUM(CASE ...)`` (BENCHMARKS.md, Scan and Profile). DuckDB's ``count_if``
-    spent ~8% less than FILTER there: it sums the condition, where FILTER selects rows per
-    aggregate. MySQL/MariaDB have no FILTER. The 1 is a constant: DuckDB's driver pays for
-    every bound value.
+    spent 8-10% less CPU than FILTER there. MySQL/MariaDB have no FILTER; their 1 is a
+    constant, one bound value fewer per check.
     """
     if dialect == "duckdb":
         return sa.func.count_if(condition)
