@@ -374,8 +374,13 @@ class _PreparedCheck:
 # aggregate holding a COUNT(DISTINCT) serially; without it, the one-pass aggregate of every
 # other check runs on parallel workers (8.1 s -> 5.7 s at 10^7 rows), and the distinct count
 # runs beside it on a second connection. SQLite has no parallel plans and runs REGEXP in
-# Python under the GIL: one pass, a second connection measured no faster.
-_DISTINCT_APART: dict[str, bool] = {"postgresql": True}
+# Python under the GIL: one pass, a second connection measured no faster. DuckDB spends 5-7%
+# less CPU on the other checks with the distinct count in a statement of its own.
+_DISTINCT_APART: dict[str, bool] = {"postgresql": True, "duckdb": True}
+# Dialects whose statements run one after the other on the one connection: DuckDB already
+# spreads one statement over every core, and side by side the two took ~13% more CPU time
+# for the same wall time (BENCHMARKS.md, Scan and Profile).
+_ONE_CONNECTION: frozenset[str] = frozenset({"duckdb"})
 
 
 @dataclasses.dataclass
@@ -411,7 +416,8 @@ def evaluate_sql(
     count and every check the dialect evaluates well together, plus, where that keeps the
     aggregate parallel, one statement per distinct count. With ``more_connections`` (the i-th
     extra connection, 0-based; the caller owns and reuses them) up to ``max_connections``
-    statements run at once, so the wall time approaches the slowest statement, not the sum.
+    statements run at once, so the wall time approaches the slowest statement, not the sum
+    (not on DuckDB, which spreads each statement over the cores itself: ``_ONE_CONNECTION``).
     Concurrent statements read separate snapshots: a table written meanwhile may give counts
     taken a moment apart.
 
@@ -434,7 +440,8 @@ def evaluate_sql(
             on, source, base_columns if statement.base else [], statement.checks, now
         )
 
-    workers = min(max_connections, len(statements)) if more_connections else 1
+    parallel = more_connections and conn.dialect.name not in _ONE_CONNECTION
+    workers = min(max_connections, len(statements)) if parallel else 1
     if workers <= 1:
         rows = [run(statement, conn) for statement in statements]
     else:
@@ -597,8 +604,9 @@ def _prepare(from_: sa.FromClause, spec: CheckSpec, dialect: str, now: datetime)
     if spec.type == "unique":
         measure = sa.func.count(column) - sa.func.count(sa.distinct(column))
     else:
-        measure = _count_rows_where(_failure_predicate(column, spec.type, params, dialect, now),
-                                    dialect)
+        measure = _count_rows_where(
+            _failure_predicate(column, spec.type, params, dialect, now), dialect
+        )
     return _PreparedCheck(spec, params, measure=measure)
 
 
@@ -606,11 +614,13 @@ def _count_rows_where(condition: ColumnElement[bool], dialect: str) -> ColumnEle
     """The number of rows for which ``condition`` is true, in the cheapest form per dialect.
 
     ``count(*) FILTER (WHERE ...)`` where the dialect has it: SQLite spent ~10% less CPU on
-    it than on ``SUM(CASE ...)``, DuckDB ~14% less than on ``count(CASE ...)`` (BENCHMARKS.md,
-    Scan and Profile). MySQL/MariaDB have no FILTER. The 1 is a constant: DuckDB's driver
-    pays for every bound value.
+    it than on ``SUM(CASE ...)`` (BENCHMARKS.md, Scan and Profile). DuckDB's ``count_if``
+    spent 8-10% less CPU than FILTER there. MySQL/MariaDB have no FILTER; their 1 is a
+    constant, one bound value fewer per check.
     """
-    if dialect in ("sqlite", "postgresql", "duckdb"):
+    if dialect == "duckdb":
+        return sa.func.count_if(condition)
+    if dialect in ("sqlite", "postgresql"):
         return sa.func.count().filter(condition)
     return sa.func.count(sa.case((condition, sa.literal_column("1"))))
 
