@@ -211,6 +211,7 @@ def test_rules_page_for_editors_only_csrf_and_no_secret(db, editor, viewer, outs
     assert not NotificationRule.objects.exists()
 
 
+@pytest.mark.both_backends
 def test_an_attempt_connects_to_the_address_it_vetted(db, receiver, editor, datastore,
                                                       monkeypatch):
     """DNS rebinding: the name answers the receiver's address while it is vetted (when the rule
