@@ -33,6 +33,7 @@ from runs.models import (
     ACTIVE_STATUSES,
     Operation,
     Run,
+    RunActorDayCount,
     RunContainer,
     RunDayCount,
     RunDeletion,
@@ -347,18 +348,16 @@ def _finished_per_day(
 ) -> dict[dt.date, int]:
     """Finished Runs per local day from ``first`` to the day before ``end``, from the rollup
     (runs.rollup: per UTC day; per UTC hour and quarter hour for the viewers whose days start
-    at another time).
+    at another time; per UTC day and actor for the "by" and schedule filters).
 
-    ``runs`` is the visible Runs under the filters (no dates). Filters the rollup has no
-    column for (a user or schedule name, one schedule, one Run id) count ``runs`` instead, as
-    do days that would start off a quarter hour (no zone's do today).
+    ``runs`` is the visible Runs under the filters (no dates). One Run id counts ``runs``
+    instead, as do days that would start off a quarter hour (no zone's do today).
     """
     n_days = (end - first).days
     starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(n_days + 1)]
     finished = runs.exclude(status__in=ACTIVE_STATUSES)
     off_quarter = any(start.astimezone(dt.UTC).minute % 15 or start.second for start in starts)
-    if (filters.run_id is not None or filters.schedule_id is not None or filters.triggered_by
-            or off_quarter):
+    if filters.run_id is not None or off_quarter:
         return _per_day(finished.filter(created_at__gte=starts[0], created_at__lt=starts[-1]),
                         zone)
     columns = rollup.columns_for(filters.operations, filters.statuses, filters.trigger)
@@ -366,6 +365,7 @@ def _finished_per_day(
         return {}
     every = not (filters.operations or filters.statuses or filters.trigger)
     total = F("n") if every else reduce(operator.add, (F(name) for name in columns))
+    actors = _actor_rows(filters)
 
     def sums(model, period: str, where: Q) -> dict:
         rows = model.objects.filter(where)
@@ -373,18 +373,66 @@ def _finished_per_day(
             rows = rows.filter(datastore_id__in=[store.pk for store in stores])
         if filters.datastores:
             rows = rows.filter(datastore_id__in=filters.datastores)
+        if actors is not None:
+            rows = rows.filter(actors)
         return {row[period]: row["total"]
                 for row in rows.values(period).annotate(total=Sum(total)).order_by()}
 
     # C(t), the finished Runs from the first UTC day's start to t (a quarter hour), is whole
-    # UTC days, plus the hours of t's own day before t's hour (or that day minus the hours
-    # from it on, whichever are fewer), plus the quarters of t's hour before t. A local day
-    # is C(its end) - C(its start).
-    days = sums(RunDayCount, "day", Q(day__gte=starts[0].astimezone(dt.UTC).date(),
-                                       day__lte=starts[-1].astimezone(dt.UTC).date()))
+    # UTC days plus the part of t's own UTC day before t. A local day is C(its end) - C(its
+    # start).
+    days = sums(RunDayCount if actors is None else RunActorDayCount, "day",
+                Q(day__gte=starts[0].astimezone(dt.UTC).date(),
+                  day__lte=starts[-1].astimezone(dt.UTC).date()))
+    if actors is None:
+        parts = _part_days_from_rollup(sums, starts, days)
+    else:  # the actor rows are per day only: count the Runs of the part days
+        parts = _part_days_counted(finished, starts, days)
+
+    def until(start: dt.datetime) -> int:
+        utc_day = start.astimezone(dt.UTC).date()
+        return sum(n for day, n in days.items() if day < utc_day) + parts.get(start, 0)
+
+    cumulative = [until(start) for start in starts]
+    counts = {first + dt.timedelta(days=i): cumulative[i + 1] - cumulative[i]
+              for i in range(n_days)}
+    return {day: n for day, n in counts.items() if n}
+
+
+def _actor_rows(filters: RunFilters) -> Q | None:
+    """The RunActorDayCount rows of the "by" and schedule filters (None without them): the
+    same Runs as ``RunFilters.apply`` picks, by the keys the rollup stores."""
+    if filters.schedule_id is None and not filters.triggered_by:
+        return None
+    rows = Q()
+    if filters.schedule_id is not None:
+        rows &= Q(schedule_key=filters.schedule_id)
+    if filters.triggered_by:
+        by = filters.resolved()
+        rows &= Q(user_key__in=by.by_user_ids) | Q(schedule_key__in=by.by_schedule_ids)
+    return rows
+
+
+def _utc_midnight(moment: dt.datetime) -> dt.datetime:
+    return _hour_of(moment).replace(hour=0)
+
+
+def _part_day(start: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """The shorter side of ``start``'s UTC day: from its midnight to ``start`` when that is
+    12 hours or less, else from ``start`` to the next midnight (None at midnight)."""
+    midnight = _utc_midnight(start)
+    if start == midnight:
+        return None
+    return (midnight, start) if start - midnight <= DAY / 2 else (start, midnight + DAY)
+
+
+def _part_days_from_rollup(sums, starts: list[dt.datetime], days: dict) -> dict:
+    """For each start, the finished Runs from its UTC midnight to it: the hours of that side
+    of the day (or the day minus the other side, whichever are fewer), plus the quarters of
+    the start's hour before it."""
     hour_spans, quarter_spans = {}, {}
     for start in starts:
-        hour, midnight = _hour_of(start), _hour_of(start).replace(hour=0)
+        hour, midnight = _hour_of(start), _utc_midnight(start)
         if hour.hour:
             early = hour.hour <= 12
             hour_spans[start] = (midnight, hour) if early else (hour, midnight + DAY)
@@ -392,22 +440,34 @@ def _finished_per_day(
             quarter_spans[start] = (hour, start)
     hours = _sum_spans(sums, RunHourCount, "hour", hour_spans, HOUR)
     quarters = _sum_spans(sums, RunQuarterCount, "quarter", quarter_spans, QUARTER)
-
-    def until(start: dt.datetime) -> int:
-        utc = start.astimezone(dt.UTC)
-        count = sum(n for day, n in days.items() if day < utc.date())
+    parts = {}
+    for start in starts:
+        n, midnight = 0, _utc_midnight(start)
         if start in hour_spans:
             begin, end = hour_spans[start]
             part = _in_span(hours, begin, end, HOUR)
-            count += part if end == _hour_of(start) else days.get(utc.date(), 0) - part
+            n += part if end == _hour_of(start) else days.get(midnight.date(), 0) - part
         if start in quarter_spans:
-            count += _in_span(quarters, *quarter_spans[start], QUARTER)
-        return count
+            n += _in_span(quarters, *quarter_spans[start], QUARTER)
+        parts[start] = n
+    return parts
 
-    cumulative = [until(start) for start in starts]
-    counts = {first + dt.timedelta(days=i): cumulative[i + 1] - cumulative[i]
-              for i in range(n_days)}
-    return {day: n for day, n in counts.items() if n}
+
+def _part_days_counted(finished: QuerySet[Run], starts: list[dt.datetime], days: dict) -> dict:
+    """For each start, the finished Runs from its UTC midnight to it, counted from the Runs of
+    the shorter side of its day (one query; none for a viewer in UTC)."""
+    spans = {start: span for start in starts if (span := _part_day(start))}
+    if not spans:
+        return {}
+    ranges = [Q(created_at__gte=begin, created_at__lt=end) for begin, end in spans.values()]
+    counted = finished.filter(reduce(operator.or_, ranges)).aggregate(
+        **{f"s{i}": Count("pk", filter=where) for i, where in enumerate(ranges)}
+    )
+    parts = {}
+    for i, (start, (begin, end)) in enumerate(spans.items()):
+        n = counted[f"s{i}"]
+        parts[start] = n if end == start else days.get(_utc_midnight(start).date(), 0) - n
+    return parts
 
 
 DAY, HOUR, QUARTER = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=15)

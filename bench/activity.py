@@ -275,14 +275,22 @@ def heatmap_ab(rounds: int) -> list[HeatmapAB]:
         _per_day,
         visible_datastores,
     )
-    from runs.models import ACTIVE_STATUSES
+    from runs.models import ACTIVE_STATUSES, Schedule
     from runs.selectors import RunFilters, day_start, visible_runs
 
+    schedule = Schedule.objects.get(datastore__name=f"warehouse-{EDITOR_DATASTORES[0]:02d}")
+    cases = {
+        "no filter": RunFilters(),
+        "status=failure&operation=scan": RunFilters(statuses=("failure",), operations=("scan",)),
+        # Who launched the Runs: the per-actor day rows (and Runs of part days off UTC).
+        "by=analyst07": RunFilters(triggered_by="analyst07").resolved(),
+        f"schedule={schedule.name}": RunFilters(schedule_id=schedule.pk),
+    }
     out = []
     for username in ("bench-admin", "bench-editor"):
         user = User.objects.get(username=username)
         stores = list(visible_datastores(user))
-        for filters in (RunFilters(), RunFilters(statuses=("failure",), operations=("scan",))):
+        for name, filters in cases.items():
             for zone_name in ("UTC", "Asia/Kolkata"):
                 zone = zoneinfo.ZoneInfo(zone_name)
                 today = timezone.now().astimezone(zone).date()
@@ -299,7 +307,6 @@ def heatmap_ab(rounds: int) -> list[HeatmapAB]:
                     started = time.perf_counter()
                     summed = _finished_per_day(user, filters, stores, runs, first, today, zone)
                     rollup_ms.append((time.perf_counter() - started) * 1000)
-                name = "no filter" if filters == RunFilters() else "status=failure&operation=scan"
                 out.append(HeatmapAB(f"{name}, {zone_name}", statistics.median(count_ms),
                                      statistics.median(rollup_ms), counted == summed))
                 out[-1].user = username

@@ -14,11 +14,16 @@ another hour: a local day is UTC days plus or minus at most 12 hours at each end
 where a zone's midnight falls inside an hour (India +5:30, Nepal +5:45, Newfoundland -3:30,
 Chatham +12:45): at most 3 more quarters at each end (``activity.selectors._finished_per_day``).
 
+A fourth table, runs_runactordaycount, holds the same columns per UTC day, datastore and
+actor (the Run's user, and its schedule when a schedule launched it): the heatmap's "by" and
+schedule filters sum its rows. Days only: hour rows per actor would be about as many as the
+Runs themselves.
+
 Database triggers keep the rows in step with runs_run in the same transaction, whatever
 writes it (a worker finishing a Run, Delete, bulk Delete, retention, a raw DELETE):
 
 * a Run that becomes terminal (UPDATE from queued/running, or INSERT of a terminal row as a
-  restore does) adds 1 to its creation quarter, hour and day; an active Run is not in the
+  restore does) adds 1 to its creation quarter, hour and day (and its day and actor); an active Run is not in the
   rollup (the heatmap counts those live);
 * a terminal Run deleted subtracts 1;
 * a terminal Run never changes otherwise (migration 0002 refuses the UPDATE), so its periods,
@@ -37,6 +42,7 @@ from runs.models import (
     TERMINAL_STATUSES,
     ActorKind,
     Operation,
+    RunActorDayCount,
     RunDayCount,
     RunHourCount,
     RunQuarterCount,
@@ -46,6 +52,7 @@ from runs.models import hour_count_column as column
 QUARTERS = RunQuarterCount._meta.db_table
 HOURS = RunHourCount._meta.db_table
 DAYS = RunDayCount._meta.db_table
+ACTOR_DAYS = RunActorDayCount._meta.db_table
 
 COMBINATIONS = [
     (operation, str(status), kind)
@@ -97,38 +104,51 @@ def _day(vendor: str, ref: str) -> str:
     return f"date({ref}.created_at)"
 
 
-def _upsert(vendor: str, ref: str, delta: int) -> str:
-    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day."""
+def _actor_keys(ref: str) -> str:
+    """SQL for RunActorDayCount's (user_key, schedule_key) of ``ref``: 0 for none."""
+    return (f"COALESCE({ref}.triggered_by_user_id, 0), "
+            f"CASE WHEN {ref}.triggered_by_kind = '{ActorKind.SCHEDULE}' "
+            f"THEN COALESCE({ref}.schedule_id, 0) ELSE 0 END")
+
+
+def _upsert(vendor: str, ref: str, delta: int, *, actors: bool = True) -> str:
+    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day
+    (and, with ``actors``, to its row of day and actor)."""
     cells = ", ".join(
         f"CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
         f"AND {ref}.triggered_by_kind = '{k}' THEN {delta} ELSE 0 END"
         for o, s, k in COMBINATIONS
     )
     names = ", ".join(["n", *COLUMNS])
+    tables = [(QUARTERS, "quarter", _quarter(vendor, ref)), (HOURS, "hour", _hour(vendor, ref)),
+              (DAYS, "day", _day(vendor, ref))]
+    if actors:
+        tables.append((ACTOR_DAYS, "day, datastore_id, user_key, schedule_key",
+                       f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}"))
     statements = []
-    for table, period, value in ((QUARTERS, "quarter", _quarter(vendor, ref)),
-                                 (HOURS, "hour", _hour(vendor, ref)),
-                                 (DAYS, "day", _day(vendor, ref))):
+    for table, key, value in tables:
+        if table != ACTOR_DAYS:
+            key, value = f"{key}, datastore_id", f"{value}, {ref}.datastore_id"
         sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ["n", *COLUMNS])
         statements.append(
-            f"INSERT INTO {table} ({period}, datastore_id, {names}) "
-            f"VALUES ({value}, {ref}.datastore_id, {delta}, {cells}) "
-            f"ON CONFLICT ({period}, datastore_id) DO UPDATE SET {sets}"
+            f"INSERT INTO {table} ({key}, {names}) VALUES ({value}, {delta}, {cells}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
         )
     return "; ".join(statements)
 
 
-def trigger_sql(vendor: str) -> list[str]:
+def trigger_sql(vendor: str, *, actors: bool = True) -> list[str]:
+    """The triggers; without ``actors``, those of migration 0009, before RunActorDayCount."""
     if vendor == "postgresql":
         return [
             f"""
             CREATE FUNCTION assay_run_hour_count() RETURNS trigger AS $$
             BEGIN
                 IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status IN {TERMINAL_SQL} THEN
-                    {_upsert(vendor, "OLD", -1)};
+                    {_upsert(vendor, "OLD", -1, actors=actors)};
                 END IF;
                 IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status IN {TERMINAL_SQL} THEN
-                    {_upsert(vendor, "NEW", 1)};
+                    {_upsert(vendor, "NEW", 1, actors=actors)};
                 END IF;
                 RETURN NULL;
             END $$ LANGUAGE plpgsql
@@ -144,17 +164,17 @@ def trigger_sql(vendor: str) -> list[str]:
         f"""
         CREATE TRIGGER run_hour_count_insert AFTER INSERT ON runs_run
         FOR EACH ROW WHEN NEW.status IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "NEW", 1)}; END
+        BEGIN {_upsert(vendor, "NEW", 1, actors=actors)}; END
         """,
         f"""
         CREATE TRIGGER run_hour_count_finish AFTER UPDATE OF status ON runs_run
         FOR EACH ROW WHEN NEW.status IN {TERMINAL_SQL} AND OLD.status NOT IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "NEW", 1)}; END
+        BEGIN {_upsert(vendor, "NEW", 1, actors=actors)}; END
         """,
         f"""
         CREATE TRIGGER run_hour_count_delete AFTER DELETE ON runs_run
         FOR EACH ROW WHEN OLD.status IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "OLD", -1)}; END
+        BEGIN {_upsert(vendor, "OLD", -1, actors=actors)}; END
         """,
     ]
 
@@ -171,14 +191,18 @@ def drop_trigger_sql(vendor: str) -> list[str]:
     ]
 
 
-def refill_sql(vendor: str) -> list[str]:
-    """Recount every row from runs_run (the backfill; also after a bulk load that bypassed
-    the triggers, as the benchmark's seeding does)."""
-    sums = ", ".join(
-        f"SUM(CASE WHEN r.operation = '{o}' AND r.status = '{s}' "
-        f"AND r.triggered_by_kind = '{k}' THEN 1 ELSE 0 END)"
+def _sums(ref: str) -> str:
+    return ", ".join(
+        f"SUM(CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
+        f"AND {ref}.triggered_by_kind = '{k}' THEN 1 ELSE 0 END)"
         for o, s, k in COMBINATIONS
     )
+
+
+def refill_sql(vendor: str, *, actors: bool = True) -> list[str]:
+    """Recount every row from runs_run (the backfill; also after a bulk load that bypassed
+    the triggers, as the benchmark's seeding does). Without ``actors``, the period tables
+    only (migration 0009)."""
     names = ", ".join(["n", *COLUMNS])
     totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
     if vendor == "postgresql":
@@ -186,10 +210,10 @@ def refill_sql(vendor: str) -> list[str]:
         day = "(c.hour AT TIME ZONE 'UTC')::date"
     else:
         hour, day = "strftime('%Y-%m-%d %H:00:00', c.quarter)", "date(c.hour)"
-    return [
+    statements = [
         *(f"DELETE FROM {table}" for table in (QUARTERS, HOURS, DAYS)),
         f"INSERT INTO {QUARTERS} (quarter, datastore_id, {names}) "
-        f"SELECT {_quarter(vendor, 'r')}, r.datastore_id, COUNT(*), {sums} "
+        f"SELECT {_quarter(vendor, 'r')}, r.datastore_id, COUNT(*), {_sums('r')} "
         f"FROM runs_run r WHERE r.status IN {TERMINAL_SQL} "
         f"GROUP BY {_quarter(vendor, 'r')}, r.datastore_id",
         # Hours from the quarters, days from the hours: each pass reads a fraction of the rows.
@@ -199,8 +223,23 @@ def refill_sql(vendor: str) -> list[str]:
         f"INSERT INTO {DAYS} (day, datastore_id, {names}) "
         f"SELECT {day}, c.datastore_id, {totals} FROM {HOURS} c GROUP BY {day}, c.datastore_id",
     ]
+    if actors:
+        statements += actor_refill_sql(vendor)
+    return statements
 
 
-def refill(cursor, vendor: str) -> None:
-    for statement in refill_sql(vendor):
+def actor_refill_sql(vendor: str) -> list[str]:
+    """Recount RunActorDayCount from runs_run."""
+    names = ", ".join(["n", *COLUMNS])
+    keys = f"{_day(vendor, 'r')}, r.datastore_id, {_actor_keys('r')}"
+    return [
+        f"DELETE FROM {ACTOR_DAYS}",
+        f"INSERT INTO {ACTOR_DAYS} (day, datastore_id, user_key, schedule_key, {names}) "
+        f"SELECT {keys}, COUNT(*), {_sums('r')} "
+        f"FROM runs_run r WHERE r.status IN {TERMINAL_SQL} GROUP BY {keys}",
+    ]
+
+
+def refill(cursor, vendor: str, *, actors: bool = True) -> None:
+    for statement in refill_sql(vendor, actors=actors):
         cursor.execute(statement)

@@ -6,6 +6,7 @@ from collections import Counter
 from runs.models import (
     TERMINAL_STATUSES,
     Run,
+    RunActorDayCount,
     RunDayCount,
     RunHourCount,
     RunQuarterCount,
@@ -16,14 +17,18 @@ UTC = dt.UTC
 
 
 def counted(period: str) -> dict:
-    """Finished Runs grouped by UTC quarter hour, hour or day and datastore, counted one by one."""
+    """Finished Runs grouped by UTC quarter hour, hour or day (and actor) and datastore,
+    counted one by one."""
     out: dict = {}
     for run in Run.objects.filter(status__in=TERMINAL_STATUSES):
         utc = run.created_at.astimezone(UTC)
+        by_schedule = run.triggered_by_kind == "schedule"
         key = {
             "quarter": utc.replace(minute=utc.minute // 15 * 15, second=0, microsecond=0),
             "hour": utc.replace(minute=0, second=0, microsecond=0),
             "day": utc.date(),
+            "actor": (utc.date(), run.triggered_by_user_id or 0,
+                      (run.schedule_id or 0) if by_schedule else 0),
         }[period]
         cell = out.setdefault((key, run.datastore_id), Counter())
         cell[hour_count_column(run.operation, run.status, run.triggered_by_kind)] += 1
@@ -33,18 +38,22 @@ def counted(period: str) -> dict:
 
 def stored(period: str) -> dict:
     out = {}
-    model = {"quarter": RunQuarterCount, "hour": RunHourCount, "day": RunDayCount}[period]
+    model = {"quarter": RunQuarterCount, "hour": RunHourCount, "day": RunDayCount,
+             "actor": RunActorDayCount}[period]
     for row in model.objects.values():
         cells = Counter({k: v for k, v in row.items() if k.startswith("n") and v})
         assert all(v > 0 for v in cells.values()), row
         if cells:
-            key = row[period].astimezone(UTC) if period != "day" else row["day"]
+            if period == "actor":
+                key = (row["day"], row["user_key"], row["schedule_key"])
+            else:
+                key = row["day"] if period == "day" else row[period].astimezone(UTC)
             out[(key, row["datastore_id"])] = cells
     return out
 
 
 def assert_rollup_matches(expected_n: int | None = None) -> None:
-    for period in ("quarter", "hour", "day"):
+    for period in ("quarter", "hour", "day", "actor"):
         want = counted(period)
         assert stored(period) == want, period
         if expected_n is not None:

@@ -147,8 +147,12 @@ FILTERS = [
     {"trigger": "user"},
     {"trigger": "schedule"},
     {"status": "running"},
-    {"by": "alice"},  # a user's name: counted from the Runs
-    {"schedule": "SCHEDULE"},  # one schedule: counted from the Runs
+    # The actor filters: from the per-actor day rows, plus the Runs of part days.
+    {"by": "alice"},  # a user's name
+    {"by": "alice", "status": "failure"},
+    {"by": "NIGHT"},  # a schedule's name
+    {"schedule": "SCHEDULE"},  # one schedule
+    {"schedule": "SCHEDULE", "operation": "scan", "status": "success"},
     {"datastore": "DATASTORE"},
     {"datastore": "DATASTORE", "status": "success", "trigger": "schedule"},
 ]
@@ -179,7 +183,10 @@ def _matches(filters, alice, schedule, datastore):
             "status" not in filters or run.status == filters["status"],
             "operation" not in filters or run.operation == filters["operation"],
             "trigger" not in filters or run.triggered_by_kind == filters["trigger"],
-            "by" not in filters or run.triggered_by_user_id == alice.pk,
+            "by" not in filters or (run.triggered_by_user_id == alice.pk
+                                    if filters["by"] == "alice" else
+                                    run.triggered_by_kind == "schedule"
+                                    and run.schedule_id == schedule.pk),
             "schedule" not in filters or run.schedule_id == schedule.pk,
             "datastore" not in filters or run.datastore_id == datastore.pk,
         ])

@@ -14,10 +14,10 @@ from runs import rollup
 
 def forwards(apps, schema_editor):
     vendor = schema_editor.connection.vendor
-    for statement in rollup.trigger_sql(vendor):
+    for statement in rollup.trigger_sql(vendor, actors=False):
         schema_editor.execute(statement, params=None)
     with schema_editor.connection.cursor() as cursor:
-        rollup.refill(cursor, vendor)
+        rollup.refill(cursor, vendor, actors=False)
 
 
 def backwards(apps, schema_editor):
