@@ -350,14 +350,19 @@ def _finished_per_day(
     (runs.rollup: per UTC day; per UTC hour and quarter hour for the viewers whose days start
     at another time; per UTC day and actor for the "by" and schedule filters).
 
-    ``runs`` is the visible Runs under the filters (no dates). One Run id counts ``runs``
-    instead, as do days that would start off a quarter hour (no zone's do today).
+    ``runs`` is the visible Runs under the filters (no dates). It is counted instead for one
+    Run id, for days that would start off a quarter hour (no zone's do today), and for the
+    "by" and schedule filters outside UTC: the actor rows have no hours, and counting one
+    actor's Runs (an index-only scan of its own index) is quicker than counting those of the
+    85 part days, each its own range.
     """
     n_days = (end - first).days
     starts = [day_start(first + dt.timedelta(days=i), zone) for i in range(n_days + 1)]
     finished = runs.exclude(status__in=ACTIVE_STATUSES)
     off_quarter = any(start.astimezone(dt.UTC).minute % 15 or start.second for start in starts)
-    if filters.run_id is not None or off_quarter:
+    actors = _actor_rows(filters)
+    off_midnight = any(start != _utc_midnight(start) for start in starts)
+    if filters.run_id is not None or off_quarter or (actors is not None and off_midnight):
         return _per_day(finished.filter(created_at__gte=starts[0], created_at__lt=starts[-1]),
                         zone)
     columns = rollup.columns_for(filters.operations, filters.statuses, filters.trigger)
@@ -365,7 +370,6 @@ def _finished_per_day(
         return {}
     every = not (filters.operations or filters.statuses or filters.trigger)
     total = F("n") if every else reduce(operator.add, (F(name) for name in columns))
-    actors = _actor_rows(filters)
 
     def sums(model, period: str, where: Q) -> dict:
         rows = model.objects.filter(where)
@@ -384,10 +388,7 @@ def _finished_per_day(
     days = sums(RunDayCount if actors is None else RunActorDayCount, "day",
                 Q(day__gte=starts[0].astimezone(dt.UTC).date(),
                   day__lte=starts[-1].astimezone(dt.UTC).date()))
-    if actors is None:
-        parts = _part_days_from_rollup(sums, starts, days)
-    else:  # the actor rows are per day only: count the Runs of the part days
-        parts = _part_days_counted(finished, starts, days)
+    parts = _part_days(sums, starts, days) if actors is None else {}
 
     def until(start: dt.datetime) -> int:
         utc_day = start.astimezone(dt.UTC).date()
@@ -417,16 +418,7 @@ def _utc_midnight(moment: dt.datetime) -> dt.datetime:
     return _hour_of(moment).replace(hour=0)
 
 
-def _part_day(start: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
-    """The shorter side of ``start``'s UTC day: from its midnight to ``start`` when that is
-    12 hours or less, else from ``start`` to the next midnight (None at midnight)."""
-    midnight = _utc_midnight(start)
-    if start == midnight:
-        return None
-    return (midnight, start) if start - midnight <= DAY / 2 else (start, midnight + DAY)
-
-
-def _part_days_from_rollup(sums, starts: list[dt.datetime], days: dict) -> dict:
+def _part_days(sums, starts: list[dt.datetime], days: dict) -> dict:
     """For each start, the finished Runs from its UTC midnight to it: the hours of that side
     of the day (or the day minus the other side, whichever are fewer), plus the quarters of
     the start's hour before it."""
@@ -450,23 +442,6 @@ def _part_days_from_rollup(sums, starts: list[dt.datetime], days: dict) -> dict:
         if start in quarter_spans:
             n += _in_span(quarters, *quarter_spans[start], QUARTER)
         parts[start] = n
-    return parts
-
-
-def _part_days_counted(finished: QuerySet[Run], starts: list[dt.datetime], days: dict) -> dict:
-    """For each start, the finished Runs from its UTC midnight to it, counted from the Runs of
-    the shorter side of its day (one query; none for a viewer in UTC)."""
-    spans = {start: span for start in starts if (span := _part_day(start))}
-    if not spans:
-        return {}
-    ranges = [Q(created_at__gte=begin, created_at__lt=end) for begin, end in spans.values()]
-    counted = finished.filter(reduce(operator.or_, ranges)).aggregate(
-        **{f"s{i}": Count("pk", filter=where) for i, where in enumerate(ranges)}
-    )
-    parts = {}
-    for i, (start, (begin, end)) in enumerate(spans.items()):
-        n = counted[f"s{i}"]
-        parts[start] = n if end == start else days.get(_utc_midnight(start).date(), 0) - n
     return parts
 
 

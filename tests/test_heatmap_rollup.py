@@ -147,7 +147,7 @@ FILTERS = [
     {"trigger": "user"},
     {"trigger": "schedule"},
     {"status": "running"},
-    # The actor filters: from the per-actor day rows, plus the Runs of part days.
+    # The actor filters: from the per-actor day rows in UTC, counted from the Runs elsewhere.
     {"by": "alice"},  # a user's name
     {"by": "alice", "status": "failure"},
     {"by": "NIGHT"},  # a schedule's name
