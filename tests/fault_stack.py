@@ -201,7 +201,9 @@ class Deployment:
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = {
             **{k: v for k, v in os.environ.items()
-               if not k.startswith(("ASSAY_", "DATABASE_", "CELERY_", "RUN_", "PYTEST"))},
+               if not k.startswith(("ASSAY_", "DATABASE_", "CELERY_", "RUN_", "PYTEST"))
+               # A choice the suite is meant to be run under both ways (docs/deployment.md).
+               or k == "CELERY_DB_REUSE_MAX"},
             "DJANGO_SETTINGS_MODULE": "assay.settings",
             "DATABASE_URL": self.cluster.url,
             "CELERY_BROKER_URL": self.redis.url,

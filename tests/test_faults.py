@@ -212,6 +212,14 @@ def schedule_due_in(stack: Deployment, seconds: float) -> int:
     return int(out.split()[-1])
 
 
+def make_due_in(stack: Deployment, schedule: int, seconds: float) -> None:
+    """Move a schedule's next firing to ``seconds`` from the database's now (one statement,
+    where ``schedule_due_in`` takes a Django start-up)."""
+    stack.cluster.query(
+        "UPDATE runs_schedule SET next_fire_at = statement_timestamp() "
+        "+ make_interval(secs => %s) WHERE id = %s RETURNING id", (seconds, schedule))
+
+
 def test_kill_9_of_a_worker_with_every_slot_busy(deployment):
     """Both Run slots execute Profiles and more Runs wait behind them; one slot's process is
     killed. Its Run still ends within the bound (housekeeping has its own worker), the other
@@ -223,6 +231,10 @@ def test_kill_9_of_a_worker_with_every_slot_busy(deployment):
                                                "config": {}})
     assert status == 201, body
     stack.wait_for_status(body["id"], {"success"}, timeout=60)
+    # Made now, made due just before the kill: making it is a Django start-up (seconds, more on
+    # a loaded machine), time enough for a busy Run to end and its slot to take a Run of the
+    # backlog, which the kill would then hit instead.
+    schedule = schedule_due_in(stack, 24 * 3600)
     busy = [stack.launch("profile")]
     for _ in range(2):  # the backlog: waits behind the busy slots
         status, body = stack.api("POST", "/runs", {"operation": "profile",
@@ -233,8 +245,11 @@ def test_kill_9_of_a_worker_with_every_slot_busy(deployment):
     for run_id in busy:
         running(stack, run_id, timeout=60)
     assert len(stack.pool_children("worker")) == 2
-    schedule = schedule_due_in(stack, 2)
+    make_due_in(stack, schedule, 2)
     victim = stack.pool_children("worker")[0]
+    # Each slot still executes one of the busy Runs (a Profile lasts seconds; this is
+    # milliseconds before the kill), so the victim's Run is one of them.
+    assert all(stack.run(r)["status"] == "running" for r in busy), [stack.run(r) for r in busy]
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
 
