@@ -330,10 +330,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fix-up closes every database connection before and after each task unless
 # this is set, so each Run opened a new PostgreSQL connection (BENCHMARKS.md, "Scale-out").
 # With it, the fix-up closes them only every that many tasks; in between, tasks recycle them as
-# requests do (assay.celery): kept for DATABASE_CONN_MAX_AGE, checked before reuse. Off (0, a
-# new connection per task) by default: with it on, a killed pool process's Run was not reaped
-# in the fault suite (BENCHMARKS.md, "Scale-out").
-CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "0"))
+# requests do (assay.celery): kept for DATABASE_CONN_MAX_AGE, checked before reuse. 0 restores
+# a new connection per task. The fault suite passes with either (it hands this variable to the
+# processes it starts).
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
