@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import operator
 from dataclasses import dataclass
-from functools import reduce
 from itertools import groupby
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Func, IntegerField, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
@@ -369,9 +367,9 @@ def _finished_per_day(
     if not columns:  # e.g. only active statuses: none of those are finished
         return {}
     every = not (filters.operations or filters.statuses or filters.trigger)
-    total = F("n") if every else reduce(operator.add, (F(name) for name in columns))
+    total = F("n") if every else _plus(columns)
 
-    def sums(model, period: str, where: Q) -> dict:
+    def rows_of(model, where: Q) -> QuerySet:
         rows = model.objects.filter(where)
         if user.role != Role.ADMIN:  # as visible_runs: an admin sees every datastore's Runs
             rows = rows.filter(datastore_id__in=[store.pk for store in stores])
@@ -379,16 +377,34 @@ def _finished_per_day(
             rows = rows.filter(datastore_id__in=filters.datastores)
         if actors is not None:
             rows = rows.filter(actors)
+        return rows
+
+    def sums(model, period: str, where: Q) -> dict:
         return {row[period]: row["total"]
-                for row in rows.values(period).annotate(total=Sum(total)).order_by()}
+                for row in rows_of(model, where).values(period).annotate(total=Sum(total))
+                .order_by()}  # fmt: skip
 
     # C(t), the finished Runs from the first UTC day's start to t (a quarter hour), is whole
     # UTC days plus the part of t's own UTC day before t. A local day is C(its end) - C(its
     # start).
-    days = sums(RunDayCount if actors is None else RunActorDayCount, "day",
-                Q(day__gte=starts[0].astimezone(dt.UTC).date(),
-                  day__lte=starts[-1].astimezone(dt.UTC).date()))
-    parts = _part_days(sums, starts, days) if actors is None else {}
+    day_range = Q(day__gte=starts[0].astimezone(dt.UTC).date(),
+                  day__lte=starts[-1].astimezone(dt.UTC).date())
+    if actors is None and every and off_midnight:
+        # All Runs: the day rows' quarter-of-day totals hold the parts too, in the same rows,
+        # summed by the database up to each quarter a day starts at (one or two: DST).
+        quarter = {start: _quarter_of_day(start) for start in starts}
+        before = {f"before_{k}": Sum(_plus(rollup.QUARTER_OF_DAY_COLUMNS[:k]))
+                  for k in set(quarter.values()) if k}
+        by_day = {row["day"]: row for row in rows_of(RunDayCount, day_range).values("day")
+                  .annotate(total=Sum("n"), **before).order_by()}
+        days = {day: row["total"] for day, row in by_day.items()}
+        parts = {start: by_day[day][f"before_{k}"] for start, k in quarter.items()
+                 if k and (day := start.astimezone(dt.UTC).date()) in by_day}
+    elif actors is None:
+        days = sums(RunDayCount, "day", day_range)
+        parts = _part_days(sums, starts, days)
+    else:
+        days, parts = sums(RunActorDayCount, "day", day_range), {}
 
     def until(start: dt.datetime) -> int:
         utc_day = start.astimezone(dt.UTC).date()
@@ -416,6 +432,19 @@ def _actor_rows(filters: RunFilters) -> Q | None:
 
 def _utc_midnight(moment: dt.datetime) -> dt.datetime:
     return _hour_of(moment).replace(hour=0)
+
+
+def _plus(columns: list[str]) -> Func:
+    """``(a + b + c ...)``, flat: the ORM's ``F(a) + F(b) + ...`` nests a parenthesis per
+    term, and SQLite's parser gives up ("parser stack overflow") past about 90 of them."""
+    return Func(*(F(column) for column in columns), function="", arg_joiner=" + ",
+                output_field=IntegerField())
+
+
+def _quarter_of_day(moment: dt.datetime) -> int:
+    """The index (0..95) of the UTC quarter hour of the day holding ``moment``."""
+    utc = moment.astimezone(dt.UTC)
+    return utc.hour * 4 + utc.minute // 15
 
 
 def _part_days(sums, starts: list[dt.datetime], days: dict) -> dict:

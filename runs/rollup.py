@@ -9,10 +9,13 @@ that the heatmap honours are sums of columns (an operation, a status, a trigger 
 row filter (datastores, which is also what an editor may see), so the heatmap reads about 20
 rows per period whatever the filters, where a row per combination would be 15 times as many.
 
-Days for viewers in UTC (1,700 rows for 12 weeks); hours for the others, whose days start at
-another hour: a local day is UTC days plus or minus at most 12 hours at each end; quarters
-where a zone's midnight falls inside an hour (India +5:30, Nepal +5:45, Newfoundland -3:30,
-Chatham +12:45): at most 3 more quarters at each end (``activity.selectors._finished_per_day``).
+Days for viewers in UTC (1,700 rows for 12 weeks). For the others, whose days start at
+another time, a local day is UTC days plus or minus a part of a day at each end. Each day row
+also holds the total of each quarter hour of its day (``q00`` .. ``q95``), so without other
+filters those parts come from the same 1,700 rows; with filters, from the hour rows (at most
+12 at each end) and, where a zone's midnight falls inside an hour (India +5:30, Nepal +5:45,
+Newfoundland -3:30, Chatham +12:45), the quarter rows (at most 3 more at each end)
+(``activity.selectors._finished_per_day``).
 
 A fourth table, runs_runactordaycount, holds the same columns per UTC day, datastore and
 actor (the Run's user, and its schedule when a schedule launched it): the heatmap's "by" and
@@ -23,8 +26,9 @@ Database triggers keep the rows in step with runs_run in the same transaction, w
 writes it (a worker finishing a Run, Delete, bulk Delete, retention, a raw DELETE):
 
 * a Run that becomes terminal (UPDATE from queued/running, or INSERT of a terminal row as a
-  restore does) adds 1 to its creation quarter, hour and day (and its day and actor); an active Run is not in the
-  rollup (the heatmap counts those live);
+  restore does) adds 1 to its creation quarter, hour and day (and its day and actor, and its
+  day's quarter-of-day total); an active Run is not in the rollup (the heatmap counts those
+  live);
 * a terminal Run deleted subtracts 1;
 * a terminal Run never changes otherwise (migration 0002 refuses the UPDATE), so its periods,
   datastore, operation, status and trigger kind are fixed.
@@ -39,6 +43,7 @@ choices).
 from __future__ import annotations
 
 from runs.models import (
+    QUARTERS_OF_DAY,
     TERMINAL_STATUSES,
     ActorKind,
     Operation,
@@ -46,6 +51,7 @@ from runs.models import (
     RunDayCount,
     RunHourCount,
     RunQuarterCount,
+    quarter_of_day_column,
 )
 from runs.models import hour_count_column as column
 
@@ -61,6 +67,7 @@ COMBINATIONS = [
     for kind in ActorKind.values
 ]
 COLUMNS = [column(*combination) for combination in COMBINATIONS]
+QUARTER_OF_DAY_COLUMNS = [quarter_of_day_column(i) for i in range(QUARTERS_OF_DAY)]
 
 
 def columns_for(
@@ -111,44 +118,65 @@ def _actor_keys(ref: str) -> str:
             f"THEN COALESCE({ref}.schedule_id, 0) ELSE 0 END")
 
 
-def _upsert(vendor: str, ref: str, delta: int, *, actors: bool = True) -> str:
-    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day
-    (and, with ``actors``, to its row of day and actor)."""
+def _quarter_of_day(vendor: str, value: str) -> str:
+    """SQL for the index (0..95) of the UTC quarter hour of the day of the timestamp
+    ``value`` (a Run's created_at, or a quarter row's quarter)."""
+    if vendor == "postgresql":
+        utc = f"({value} AT TIME ZONE 'UTC')"
+        return (f"(extract(hour FROM {utc}) * 4 + floor(extract(minute FROM {utc}) / 15))"
+                f"::integer")
+    return (f"(CAST(strftime('%H', {value}) AS INTEGER) * 4"
+            f" + CAST(strftime('%M', {value}) AS INTEGER) / 15)")
+
+
+def _upsert(vendor: str, ref: str, delta: int, *, latest: bool = True) -> str:
+    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day,
+    and to its row of day and actor and its day row's quarter-of-day total (without
+    ``latest``: as migration 0009 made the rollup, before those)."""
     cells = ", ".join(
         f"CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
         f"AND {ref}.triggered_by_kind = '{k}' THEN {delta} ELSE 0 END"
         for o, s, k in COMBINATIONS
     )
-    names = ", ".join(["n", *COLUMNS])
-    tables = [(QUARTERS, "quarter", _quarter(vendor, ref)), (HOURS, "hour", _hour(vendor, ref)),
-              (DAYS, "day", _day(vendor, ref))]
-    if actors:
+    # (table, key columns, key values, extra columns, extra values)
+    tables = [
+        (QUARTERS, "quarter, datastore_id", f"{_quarter(vendor, ref)}, {ref}.datastore_id",
+         [], []),
+        (HOURS, "hour, datastore_id", f"{_hour(vendor, ref)}, {ref}.datastore_id", [], []),
+        (DAYS, "day, datastore_id", f"{_day(vendor, ref)}, {ref}.datastore_id", [], []),
+    ]
+    if latest:
+        index = _quarter_of_day(vendor, f"{ref}.created_at")
+        tables[2][3].extend(QUARTER_OF_DAY_COLUMNS)
+        tables[2][4].extend(f"CASE WHEN {index} = {i} THEN {delta} ELSE 0 END"
+                            for i in range(QUARTERS_OF_DAY))
         tables.append((ACTOR_DAYS, "day, datastore_id, user_key, schedule_key",
-                       f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}"))
+                       f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}", [], []))
     statements = []
-    for table, key, value in tables:
-        if table != ACTOR_DAYS:
-            key, value = f"{key}, datastore_id", f"{value}, {ref}.datastore_id"
-        sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ["n", *COLUMNS])
+    for table, key, value, extra_names, extra_values in tables:
+        names = ", ".join(["n", *COLUMNS, *extra_names])
+        values = ", ".join([str(delta), cells, *extra_values])
+        sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}"
+                         for c in ["n", *COLUMNS, *extra_names])
         statements.append(
-            f"INSERT INTO {table} ({key}, {names}) VALUES ({value}, {delta}, {cells}) "
+            f"INSERT INTO {table} ({key}, {names}) VALUES ({value}, {values}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
         )
     return "; ".join(statements)
 
 
-def trigger_sql(vendor: str, *, actors: bool = True) -> list[str]:
-    """The triggers; without ``actors``, those of migration 0009, before RunActorDayCount."""
+def trigger_sql(vendor: str, *, latest: bool = True) -> list[str]:
+    """The triggers; without ``latest``, those of migration 0009 (see ``_upsert``)."""
     if vendor == "postgresql":
         return [
             f"""
             CREATE FUNCTION assay_run_hour_count() RETURNS trigger AS $$
             BEGIN
                 IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status IN {TERMINAL_SQL} THEN
-                    {_upsert(vendor, "OLD", -1, actors=actors)};
+                    {_upsert(vendor, "OLD", -1, latest=latest)};
                 END IF;
                 IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status IN {TERMINAL_SQL} THEN
-                    {_upsert(vendor, "NEW", 1, actors=actors)};
+                    {_upsert(vendor, "NEW", 1, latest=latest)};
                 END IF;
                 RETURN NULL;
             END $$ LANGUAGE plpgsql
@@ -164,17 +192,17 @@ def trigger_sql(vendor: str, *, actors: bool = True) -> list[str]:
         f"""
         CREATE TRIGGER run_hour_count_insert AFTER INSERT ON runs_run
         FOR EACH ROW WHEN NEW.status IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "NEW", 1, actors=actors)}; END
+        BEGIN {_upsert(vendor, "NEW", 1, latest=latest)}; END
         """,
         f"""
         CREATE TRIGGER run_hour_count_finish AFTER UPDATE OF status ON runs_run
         FOR EACH ROW WHEN NEW.status IN {TERMINAL_SQL} AND OLD.status NOT IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "NEW", 1, actors=actors)}; END
+        BEGIN {_upsert(vendor, "NEW", 1, latest=latest)}; END
         """,
         f"""
         CREATE TRIGGER run_hour_count_delete AFTER DELETE ON runs_run
         FOR EACH ROW WHEN OLD.status IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "OLD", -1, actors=actors)}; END
+        BEGIN {_upsert(vendor, "OLD", -1, latest=latest)}; END
         """,
     ]
 
@@ -199,31 +227,38 @@ def _sums(ref: str) -> str:
     )
 
 
-def refill_sql(vendor: str, *, actors: bool = True) -> list[str]:
+def refill_sql(vendor: str, *, latest: bool = True) -> list[str]:
     """Recount every row from runs_run (the backfill; also after a bulk load that bypassed
-    the triggers, as the benchmark's seeding does). Without ``actors``, the period tables
-    only (migration 0009)."""
+    the triggers, as the benchmark's seeding does). Without ``latest``, the tables and
+    columns of migration 0009 only."""
     names = ", ".join(["n", *COLUMNS])
     totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
     if vendor == "postgresql":
         hour = "date_trunc('hour', c.quarter AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-        day = "(c.hour AT TIME ZONE 'UTC')::date"
+        day = "(c.quarter AT TIME ZONE 'UTC')::date"
     else:
-        hour, day = "strftime('%Y-%m-%d %H:00:00', c.quarter)", "date(c.hour)"
+        hour, day = "strftime('%Y-%m-%d %H:00:00', c.quarter)", "date(c.quarter)"
+    day_names, day_totals = names, totals
+    if latest:
+        index = _quarter_of_day(vendor, "c.quarter")
+        day_names += ", " + ", ".join(QUARTER_OF_DAY_COLUMNS)
+        day_totals += ", " + ", ".join(f"SUM(CASE WHEN {index} = {i} THEN c.n ELSE 0 END)"
+                                       for i in range(QUARTERS_OF_DAY))
     statements = [
         *(f"DELETE FROM {table}" for table in (QUARTERS, HOURS, DAYS)),
         f"INSERT INTO {QUARTERS} (quarter, datastore_id, {names}) "
         f"SELECT {_quarter(vendor, 'r')}, r.datastore_id, COUNT(*), {_sums('r')} "
         f"FROM runs_run r WHERE r.status IN {TERMINAL_SQL} "
         f"GROUP BY {_quarter(vendor, 'r')}, r.datastore_id",
-        # Hours from the quarters, days from the hours: each pass reads a fraction of the rows.
+        # Hours and days from the quarters: each pass reads a fraction of the rows.
         f"INSERT INTO {HOURS} (hour, datastore_id, {names}) "
         f"SELECT {hour}, c.datastore_id, {totals} FROM {QUARTERS} c "
         f"GROUP BY {hour}, c.datastore_id",
-        f"INSERT INTO {DAYS} (day, datastore_id, {names}) "
-        f"SELECT {day}, c.datastore_id, {totals} FROM {HOURS} c GROUP BY {day}, c.datastore_id",
+        f"INSERT INTO {DAYS} (day, datastore_id, {day_names}) "
+        f"SELECT {day}, c.datastore_id, {day_totals} FROM {QUARTERS} c "
+        f"GROUP BY {day}, c.datastore_id",
     ]
-    if actors:
+    if latest:
         statements += actor_refill_sql(vendor)
     return statements
 
@@ -240,6 +275,6 @@ def actor_refill_sql(vendor: str) -> list[str]:
     ]
 
 
-def refill(cursor, vendor: str, *, actors: bool = True) -> None:
-    for statement in refill_sql(vendor, actors=actors):
+def refill(cursor, vendor: str, *, latest: bool = True) -> None:
+    for statement in refill_sql(vendor, latest=latest):
         cursor.execute(statement)

@@ -11,7 +11,9 @@ from runs.models import (
     RunHourCount,
     RunQuarterCount,
     hour_count_column,
+    quarter_of_day_column,
 )
+from runs.rollup import QUARTER_OF_DAY_COLUMNS
 
 UTC = dt.UTC
 
@@ -33,6 +35,8 @@ def counted(period: str) -> dict:
         cell = out.setdefault((key, run.datastore_id), Counter())
         cell[hour_count_column(run.operation, run.status, run.triggered_by_kind)] += 1
         cell["n"] += 1
+        if period == "day":  # and the day's quarter-hour totals
+            cell[quarter_of_day_column(utc.hour * 4 + utc.minute // 15)] += 1
     return out
 
 
@@ -41,7 +45,8 @@ def stored(period: str) -> dict:
     model = {"quarter": RunQuarterCount, "hour": RunHourCount, "day": RunDayCount,
              "actor": RunActorDayCount}[period]
     for row in model.objects.values():
-        cells = Counter({k: v for k, v in row.items() if k.startswith("n") and v})
+        cells = Counter({k: v for k, v in row.items()
+                         if (k.startswith("n") or k in QUARTER_OF_DAY_COLUMNS) and v})
         assert all(v > 0 for v in cells.values()), row
         if cells:
             if period == "actor":

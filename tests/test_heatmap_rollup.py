@@ -136,6 +136,7 @@ ZONES = [
     "Asia/Kathmandu",  # +5:45
     "America/St_Johns",  # -3:30 / -2:30 (DST)
     "America/New_York",
+    "Europe/Paris",  # +1 / +2: midnight at 23:00 UTC, the day row's first 92 quarters
     "Pacific/Chatham",  # +12:45 / +13:45 (DST)
     "Australia/Lord_Howe",  # +10:30 / +11 (a half-hour DST)
 ]

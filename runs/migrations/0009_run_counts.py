@@ -14,10 +14,10 @@ from runs import rollup
 
 def forwards(apps, schema_editor):
     vendor = schema_editor.connection.vendor
-    for statement in rollup.trigger_sql(vendor, actors=False):
+    for statement in rollup.trigger_sql(vendor, latest=False):
         schema_editor.execute(statement, params=None)
     with schema_editor.connection.cursor() as cursor:
-        rollup.refill(cursor, vendor, actors=False)
+        rollup.refill(cursor, vendor, latest=False)
 
 
 def backwards(apps, schema_editor):
