@@ -9,7 +9,7 @@ an Abort would hang, and housekeeping tasks would pile up on the lock and take e
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from runs.errors import Unavailable
 
@@ -41,11 +41,30 @@ def brief_lock_waits(what: str = "The Run"):
         ) from None
 
 
-def limit_session_lock_waits() -> None:
-    """For this session (a housekeeping worker's): a row lock held longer than
+@contextmanager
+def limited_lock_waits():
+    """For a housekeeping pass (the reaper's, the schedules'): a row lock held longer than
     ``RUN_LOCK_TIMEOUT`` fails the statement instead of waiting; the row is looked at again at
-    the next pass."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, false)",
-                           [f"{int(settings.RUN_LOCK_TIMEOUT * 1000)}ms"])
+    the next pass.
+
+    Set for the session, since a pass runs many transactions, and put back at the end: workers
+    keep their connection between tasks (``CELERY_DB_REUSE_MAX``), and the next task on it
+    must not inherit the limit (an advisory lock or another service's wait would fail too).
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s,"
+                       " false)", [f"{int(settings.RUN_LOCK_TIMEOUT * 1000)}ms"])
+        previous = cursor.fetchone()[0]
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, false)", [previous])
+        except DatabaseError:
+            # The connection broke during the pass: it is discarded (close_old_connections),
+            # and a new one starts without the limit.
+            pass

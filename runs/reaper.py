@@ -14,7 +14,7 @@ from django.db.models import Q
 
 from runs.dbtime import ago, db_now
 from runs.dispatch import BrokerDown, queue_length, resend
-from runs.locks import limit_session_lock_waits
+from runs.locks import limited_lock_waits
 from runs.models import ActorKind, LogLevel, Operation, Run, RunStatus
 from runs.services import transition
 
@@ -22,18 +22,19 @@ logger = logging.getLogger(__name__)
 
 
 def reap() -> dict[str, int]:
-    limit_session_lock_waits()
-    # A heartbeat missing while the database itself was down says nothing about the worker:
-    # nobody is declared lost until the database has been up for a whole stale period.
-    judge = _database_up_for(settings.RUN_HEARTBEAT_STALE_AFTER)
-    # Aborts first: a user's pending Abort of a Run whose worker is lost ends it Aborted by
-    # that user, not "worker lost".
-    return {
-        "aborted": _finalise_unacknowledged_aborts(stale_heartbeats=judge),
-        "lost": _fail_lost_workers() if judge else 0,
-        "requeued": _resend_lost_messages(),
-        "timed_out": _end_overdue_runs(),
-    }
+    with limited_lock_waits():
+        # A heartbeat missing while the database itself was down says nothing about the
+        # worker: nobody is declared lost until the database has been up for a whole stale
+        # period.
+        judge = _database_up_for(settings.RUN_HEARTBEAT_STALE_AFTER)
+        # Aborts first: a user's pending Abort of a Run whose worker is lost ends it Aborted
+        # by that user, not "worker lost".
+        return {
+            "aborted": _finalise_unacknowledged_aborts(stale_heartbeats=judge),
+            "lost": _fail_lost_workers() if judge else 0,
+            "requeued": _resend_lost_messages(),
+            "timed_out": _end_overdue_runs(),
+        }
 
 
 def _end(run_ids, **kwargs) -> int:

@@ -13,7 +13,7 @@ from audit.models import AuditAction
 from audit.services import record
 from datastores.models import Datastore
 from runs.errors import InvalidConfig, InvalidInput, NotFound, PermissionDenied, RunServiceError
-from runs.locks import limit_session_lock_waits
+from runs.locks import limited_lock_waits
 from runs.models import FiringOutcome, Operation, Schedule, ScheduleFiring, Via
 from runs.services import authorize_datastore, run_launch
 
@@ -46,7 +46,11 @@ def fire_due(now: datetime | None = None) -> int:
     neither. Whatever one schedule does (refused, invalid, a bug) is recorded and never stops
     the others.
     """
-    limit_session_lock_waits()
+    with limited_lock_waits():
+        return _fire_due(now)
+
+
+def _fire_due(now: datetime | None) -> int:
     now = now or timezone.now()
     fired = 0
     due = list(
