@@ -533,25 +533,3 @@ def test_host_clocks_do_not_matter_to_liveness(datastore, skew_s, monkeypatch):
     assert reap()["lost"] == 1
     assert Run.objects.get(pk=run.pk).status == RunStatus.FAILURE
 
-
-@pytest.mark.postgres
-def test_housekeeping_passes_leave_the_sessions_lock_timeout_as_they_found_it(datastore):
-    """The reaper and the schedules wait briefly for row locks during their pass only: a
-    worker keeps its connection for the next task, which must not inherit the limit (a racer
-    then failed its advisory-lock wait after 0.5 s)."""
-    from runs.schedules import fire_due
-
-    RunFactory(datastore=datastore, status=RunStatus.RUNNING, worker_token=uuid.uuid4(),
-               started_at=timezone.now(), heartbeat_at=timezone.now() - timedelta(hours=1))
-
-    def lock_timeout() -> str:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW lock_timeout")
-            return cursor.fetchone()[0]
-
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '7s'")
-    assert reap()["lost"] == 1
-    assert lock_timeout() == "7s"
-    fire_due()
-    assert lock_timeout() == "7s"

@@ -33,6 +33,7 @@ from runs.execution import RunContext, RunFenced, _fail, _finalise_abort, claim,
 from runs.models import Run, RunLogEntry, RunStatus
 from runs.operations.base import OperationConfig
 from runs.reaper import reap
+from runs.schedules import fire_due
 from runs.services import run_abort, run_resume
 from tests.api_support import bearer
 from tests.factories import DatastoreFactory, RunFactory
@@ -385,3 +386,24 @@ def test_an_abort_never_waits_behind_a_worker_holding_the_run_row(datastore, edi
     assert response.status_code == 202 and response.json()["abort_requested"] is True
     lines = RunLogEntry.objects.filter(run_id=run.pk, message__startswith="Abort requested")
     assert lines.count() == 1
+
+
+@pytest.mark.django_db
+def test_housekeeping_passes_leave_the_sessions_lock_timeout_as_they_found_it(datastore):
+    """The reaper and the schedules wait briefly for row locks during their pass only: a
+    worker keeps its connection for the next task, which must not inherit the limit (a racer
+    then failed its advisory-lock wait after 0.5 s)."""
+    RunFactory(datastore=datastore, status=RunStatus.RUNNING, worker_token=uuid.uuid4(),
+               started_at=timezone.now(), heartbeat_at=timezone.now() - timedelta(hours=1))
+
+    def lock_timeout() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '7s'")
+    assert reap()["lost"] == 1
+    assert lock_timeout() == "7s"
+    fire_due()
+    assert lock_timeout() == "7s"
