@@ -129,37 +129,42 @@ def _quarter_of_day(vendor: str, value: str) -> str:
             f" + CAST(strftime('%M', {value}) AS INTEGER) / 15)")
 
 
+def _cells(ref: str, value: str) -> list[str]:
+    """SQL for each combination's column of ``ref``: ``value`` in its own column, else 0."""
+    return [
+        f"CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
+        f"AND {ref}.triggered_by_kind = '{k}' THEN {value} ELSE 0 END"
+        for o, s, k in COMBINATIONS
+    ]
+
+
 def _upsert(vendor: str, ref: str, delta: int, *, latest: bool = True) -> str:
     """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day,
     and to its row of day and actor and its day row's quarter-of-day total (without
     ``latest``: as migration 0009 made the rollup, before those)."""
-    cells = ", ".join(
-        f"CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
-        f"AND {ref}.triggered_by_kind = '{k}' THEN {delta} ELSE 0 END"
-        for o, s, k in COMBINATIONS
-    )
-    # (table, key columns, key values, extra columns, extra values)
-    tables = [
-        (QUARTERS, "quarter, datastore_id", f"{_quarter(vendor, ref)}, {ref}.datastore_id",
-         [], []),
-        (HOURS, "hour, datastore_id", f"{_hour(vendor, ref)}, {ref}.datastore_id", [], []),
-        (DAYS, "day, datastore_id", f"{_day(vendor, ref)}, {ref}.datastore_id", [], []),
-    ]
+    counts = {"n": str(delta), **dict(zip(COLUMNS, _cells(ref, str(delta)), strict=True))}
+    day_counts = counts
     if latest:
         index = _quarter_of_day(vendor, f"{ref}.created_at")
-        tables[2][3].extend(QUARTER_OF_DAY_COLUMNS)
-        tables[2][4].extend(f"CASE WHEN {index} = {i} THEN {delta} ELSE 0 END"
-                            for i in range(QUARTERS_OF_DAY))
-        tables.append((ACTOR_DAYS, "day, datastore_id, user_key, schedule_key",
-                       f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}", [], []))
+        day_counts = {**counts, **{
+            name: f"CASE WHEN {index} = {i} THEN {delta} ELSE 0 END"
+            for i, name in enumerate(QUARTER_OF_DAY_COLUMNS)
+        }}
+    rows = [  # (table, key columns, key values, counted columns and their values)
+        (QUARTERS, "quarter, datastore_id", f"{_quarter(vendor, ref)}, {ref}.datastore_id",
+         counts),
+        (HOURS, "hour, datastore_id", f"{_hour(vendor, ref)}, {ref}.datastore_id", counts),
+        (DAYS, "day, datastore_id", f"{_day(vendor, ref)}, {ref}.datastore_id", day_counts),
+    ]
+    if latest:
+        rows.append((ACTOR_DAYS, "day, datastore_id, user_key, schedule_key",
+                     f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}", counts))
     statements = []
-    for table, key, value, extra_names, extra_values in tables:
-        names = ", ".join(["n", *COLUMNS, *extra_names])
-        values = ", ".join([str(delta), cells, *extra_values])
-        sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}"
-                         for c in ["n", *COLUMNS, *extra_names])
+    for table, key, key_values, cells in rows:
+        sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in cells)
         statements.append(
-            f"INSERT INTO {table} ({key}, {names}) VALUES ({value}, {values}) "
+            f"INSERT INTO {table} ({key}, {', '.join(cells)}) "
+            f"VALUES ({key_values}, {', '.join(cells.values())}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
         )
     return "; ".join(statements)
@@ -220,11 +225,7 @@ def drop_trigger_sql(vendor: str) -> list[str]:
 
 
 def _sums(ref: str) -> str:
-    return ", ".join(
-        f"SUM(CASE WHEN {ref}.operation = '{o}' AND {ref}.status = '{s}' "
-        f"AND {ref}.triggered_by_kind = '{k}' THEN 1 ELSE 0 END)"
-        for o, s, k in COMBINATIONS
-    )
+    return ", ".join(f"SUM({cell})" for cell in _cells(ref, "1"))
 
 
 def refill_sql(vendor: str, *, latest: bool = True) -> list[str]:
