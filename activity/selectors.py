@@ -63,10 +63,15 @@ def run_page(
 
 
 def attach_actions(user: User, runs: list[Run]) -> None:
-    """Set ``run.actions`` on every row from ONE permission query for the whole page."""
-    levels = datastore_levels(user, {run.datastore_id for run in runs}) if runs else {}
+    """Set ``run.actions`` on every row, and whether the user may see a Promote's
+    destination (``run.destination_visible``), from ONE permission query for the whole page."""
+    ids = {run.datastore_id for run in runs} | {
+        run.destination_datastore_id for run in runs if run.destination_datastore_id}
+    levels = datastore_levels(user, ids) if runs else {}
     for run in runs:
         run.actions = available_actions(run, levels.get(run.datastore_id))
+        if run.destination_datastore_id:
+            run.destination_visible = run.destination_datastore_id in levels
 
 
 def visible_run(user: User, run_id: int, *, detail: bool = False) -> Run:

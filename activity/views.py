@@ -173,8 +173,9 @@ def run_line(request, run_id: int):
     run = selectors.visible_run(request.user, run_id)
     selectors.attach_actions(request.user, [run])
     fairness.attach_wait_reasons([run])
+    # "bulk": a Run with actions had its select box on the page; the new line keeps it.
     return render(request, "activity/activity.html#run-line",
-                  {"run": run, "next_url": _htmx_page(request)})
+                  {"run": run, "next_url": _htmx_page(request), "bulk": True})
 
 
 @login_required
@@ -322,7 +323,7 @@ def run_action(request, run_id: int, action: str):
     if request.htmx and request.htmx.target == f"run-{run.pk}-line":
         selectors.attach_actions(request.user, [result])
         return render(request, "activity/activity.html#run-line",
-                      {"run": result, "next_url": back})
+                      {"run": result, "next_url": back, "bulk": True})
     if request.htmx and request.htmx.target == "run-live":
         run = selectors.with_actions(
             request.user, selectors.visible_run(request.user, run.pk, detail=True)

@@ -322,6 +322,34 @@ def test_row_poll_query_count_is_constant(datastore, editor, n, django_assert_nu
         assert client.get(f"/activity/runs/{runs[-1].pk}/line/", {"v": "old"}).status_code == 200
 
 
+
+def test_promote_rows_name_their_destinations_without_a_query_each(datastore, editor):
+    """A Promote's destination is named to those who may see it, "another datastore" to the
+    others, from the page's one permission query however many Promotes it shows."""
+    shared = DatastoreFactory(name="shared-lake")
+    editor.teams.get().datastores.add(shared)
+    secret = DatastoreFactory(name="secret-lake")
+    client = client_for(editor)
+
+    def promotes(count: int) -> None:
+        for i in range(count):
+            make_run(datastore, operation="promote", user=editor,
+                     destination_datastore=shared if i % 2 else secret)
+
+    promotes(2)
+    page(client)  # warm-up
+    with CaptureQueriesContext(connection) as few:
+        page(client)
+    promotes(10)
+    page(client)
+    with CaptureQueriesContext(connection) as many:
+        html = page(client)
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert html.count(f"{datastore.name} → shared-lake") == 6
+    assert html.count(f"{datastore.name} → another datastore") == 6
+    assert "secret-lake" not in html
+
+
 # -- live updates ------------------------------------------------------------------------------
 def _v(run: Run) -> str:
     from activity.selectors import state_version
@@ -343,6 +371,9 @@ def test_row_poll_204_while_unchanged_then_final_fragment(datastore, editor):
     changed = client.get(f"/activity/runs/{run.pk}/line/", {"v": version})
     body = changed.content.decode()
     assert changed.status_code == 200 and "2 / 5 Tables" in body
+    # The redrawn line keeps the row's select box for the bulk actions.
+    select = f'name="run" value="{run.pk}" form="bulk-form"'
+    assert select in html and select in body
     assert "<html" not in body and 'hx-trigger="every 2s' in body
     new_version = re.search(r'\?v=([^"]+)"', body).group(1)
     assert new_version != version
