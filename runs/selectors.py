@@ -13,13 +13,36 @@ from datastores.models import Datastore
 from runs.models import ActorKind, Run, Schedule
 
 
-def runs_for(user: User, stores: list[Datastore] | None = None) -> QuerySet[Run]:
-    """The Runs the user may see, with what a row shows loaded.
+def runs_for(
+    user: User, stores: list[Datastore] | None = None, *, prefetch: bool = True
+) -> QuerySet[Run]:
+    """The Runs the user may see, with what a row shows loaded (without the abort users and
+    Promote destinations when not ``prefetch``: see ``load_references``).
 
     ``stores``, the user's visible datastores when the caller has loaded them already, turns
     the permission subquery into a literal id list, which PostgreSQL plans faster.
     """
-    return visible_runs(user, stores).for_list()
+    return visible_runs(user, stores).for_list(prefetch=prefetch)
+
+
+def load_references(runs: list[Run], stores: list[Datastore] | None = None) -> None:
+    """What ``prefetch_related`` would load for ``Run.objects.for_list()``, in fewer queries.
+
+    The users who requested or carried out an abort come in one query (not one per field);
+    a Promote's destination is taken from ``stores`` (loaded already) when it is one of them.
+    """
+    people = {id_ for run in runs
+              for id_ in (run.aborted_by_user_id, run.abort_requested_by_id) if id_}
+    users = {user.pk: user for user in User.objects.filter(pk__in=people)} if people else {}
+    known = {store.pk: store for store in stores or ()}
+    missing = {run.destination_datastore_id for run in runs
+               if run.destination_datastore_id and run.destination_datastore_id not in known}
+    if missing:  # deleted, or not visible to this user: the row still needs its name
+        known |= {store.pk: store for store in Datastore.all_objects.filter(pk__in=missing)}
+    for run in runs:
+        run.aborted_by_user = users.get(run.aborted_by_user_id)
+        run.abort_requested_by = users.get(run.abort_requested_by_id)
+        run.destination_datastore = known.get(run.destination_datastore_id)
 
 
 def visible_runs(user: User, stores: list[Datastore] | None = None) -> QuerySet[Run]:
@@ -126,5 +149,7 @@ def run_page(
 
     ``before`` is the id of the last Run of the previous page (see ``assay.paging``).
     """
-    runs = filters.apply(runs_for(user, stores))
-    return keyset_page(runs, before=before, limit=limit, dated=filters.dated)
+    runs = filters.apply(runs_for(user, stores, prefetch=False))
+    page = keyset_page(runs, before=before, limit=limit, dated=filters.dated)
+    load_references(page.items, stores)
+    return page

@@ -297,12 +297,12 @@ def test_activity_page_query_count_is_constant(datastore, editor, n, django_asse
     _mixed_runs(other, n, users)
     client = client_for(editor)
     page(client)  # warm-up: connection set-up, and the heatmap's past days get cached
-    # session, user, datastores, runs page, the users who requested / did aborts (prefetched,
-    # one query each), permission levels; heatmap: past days' active Runs, the active Runs
-    # count, today's finished Runs (rollup), newest deletion (past days' counts come from the
-    # cache); the wait reasons of the queued Runs shown, when there are any (runs.fairness).
+    # session, user, datastores, runs page, the users who requested / did aborts (one query
+    # for both), permission levels; heatmap: past days' active Runs, the active Runs count,
+    # today's finished Runs (rollup), newest deletion (past days' counts come from the cache);
+    # the wait reasons of the queued Runs shown, when there are any (runs.fairness).
     queued_shown = Run.objects.filter(status="queued").exists()
-    with django_assert_num_queries(11 + queued_shown):
+    with django_assert_num_queries(10 + queued_shown):
         html = page(client)
     assert len(run_ids(html)) == min(2 * n, 25)
 
