@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 
+from assay.compiled import rows_for_ids
 from datastores.models import Datastore
 from runs.dispatch import send_or_keep as enqueue
 from runs.models import Operation, Run, RunStatus
@@ -132,7 +133,25 @@ def wait_reasons(run_ids: Iterable[int]) -> dict[int, str]:
     run_ids = list(run_ids)
     if not run_ids:
         return {}
-    counts = (
+    reasons = {}
+    for pk, in_line_ahead, occupying, queue_ahead, name, limit in rows_for_ids(
+        _waiting, run_ids
+    ):
+        if occupying + in_line_ahead >= limit:
+            # The place among the Runs waiting for a slot: 1st goes when one frees.
+            place = occupying + in_line_ahead - limit + 1
+            reasons[pk] = f"{_ordinal(place)} in line for {name}"
+        elif queue_ahead:
+            runs_word = "Run" if queue_ahead == 1 else "Runs"
+            reasons[pk] = f"waiting for a worker: {queue_ahead} {runs_word} ahead"
+        else:
+            reasons[pk] = "waiting for a worker"
+    return reasons
+
+
+def _waiting(run_ids: list[int]):
+    """Where each of these queued Runs stands (compiled once per count: ``assay.compiled``)."""
+    return (
         Run.objects.filter(_IN_LINE, pk__in=run_ids)
         .annotate(
             in_line_ahead=_count(
@@ -153,18 +172,6 @@ def wait_reasons(run_ids: Iterable[int]) -> dict[int, str]:
             "datastore__name", "datastore__run_limit",
         )
     )  # fmt: skip
-    reasons = {}
-    for pk, in_line_ahead, occupying, queue_ahead, name, limit in counts:
-        if occupying + in_line_ahead >= limit:
-            # The place among the Runs waiting for a slot: 1st goes when one frees.
-            place = occupying + in_line_ahead - limit + 1
-            reasons[pk] = f"{_ordinal(place)} in line for {name}"
-        elif queue_ahead:
-            runs_word = "Run" if queue_ahead == 1 else "Runs"
-            reasons[pk] = f"waiting for a worker: {queue_ahead} {runs_word} ahead"
-        else:
-            reasons[pk] = "waiting for a worker"
-    return reasons
 
 
 def attach_wait_reasons(runs: Iterable[Run]) -> None:
