@@ -1,5 +1,5 @@
 # Small entry points; the scripts/ folder holds the full set-up and test runners.
-.PHONY: bench-activity bench-scan bench-checks bench-load bench-scaleout faults
+.PHONY: bench-activity bench-scan bench-checks bench-load bench-scaleout bench-finish faults
 
 # Activity page benchmark: 10^6 Runs in the PostgreSQL database assay_bench (dropped and
 # recreated). Override with e.g. `make bench-activity BENCH_ARGS="--runs 100000"`; 10^7 Runs
@@ -38,6 +38,14 @@ bench-load:
 SCALEOUT_ARGS ?= --runs 1000 --order 1,2,4,4,2,1 --idle 10
 bench-scaleout:
 	.venv/bin/python bench/scaleout.py $(SCALEOUT_ARGS)
+
+# What a Run's finish costs the rollup (BENCHMARKS.md, under "Scale-out"): the triggers of runs
+# 0010 and of the latest migration, and none, side by side in PostgreSQL databases
+# assay_trigbench_{before,after,none} (dropped and recreated, dropped at the end), then SQLite
+# files. Override e.g. FINISH_ARGS="--rounds 20 --no-sqlite".
+FINISH_ARGS ?= --rounds 10 --batch 200
+bench-finish:
+	.venv/bin/python bench/finish_cost.py $(FINISH_ARGS)
 
 # Fault injection (RELIABILITY.md): a private PostgreSQL cluster (port 55490) and Redis (6390)
 # with every Procfile process; kill, SIGSTOP, database and broker restarts. Measured times go
