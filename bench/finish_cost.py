@@ -73,7 +73,8 @@ SELECT
     CASE WHEN by_schedule THEN 'schedule' ELSE 'web' END,
     CASE WHEN by_schedule THEN (%(schedules)s::bigint[])[ds] END,
     '',
-    created_at, created_at, created_at + interval '2 seconds', now(), md5(g::text)::uuid,
+    created_at, created_at, created_at + interval '2 seconds', %(now)s::timestamptz,
+    md5(g::text)::uuid,
     0, 1, 'Tables', '{}'::jsonb, false, 2, ''
 FROM (
     SELECT g,
@@ -82,7 +83,7 @@ FROM (
         1 + floor(r_ds * %(n_datastores)s)::int AS ds,
         1 + floor(r_us * cardinality(%(users)s::bigint[]))::int AS us,
         r_trig < 0.55 AS by_schedule,
-        now() - r_age * %(recent_days)s * interval '1 day' AS created_at
+        %(now)s::timestamptz - r_age * %(recent_days)s * interval '1 day' AS created_at
     FROM (
         SELECT g, random() AS r_op, random() AS r_ds, random() AS r_us, random() AS r_trig,
             random() AS r_age
@@ -154,6 +155,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prepare", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--running", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sqlite-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--now", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.prefix.replace("_", "").isalnum():
         parser.error("--prefix: letters, digits and _ only (its databases are dropped)")
@@ -243,7 +245,7 @@ def seed(args: argparse.Namespace, *, latest: bool) -> None:
             "schedules": [s.pk for s in schedules],
             "users": [u.pk for u in users],
         }
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.fromisoformat(args.now)  # the same in every database
         span = args.days * 86400.0
         history = args.history
         if connection.vendor == "sqlite":
@@ -279,6 +281,7 @@ def seed(args: argparse.Namespace, *, latest: bool) -> None:
                     **population,
                     "operations": OPERATIONS,
                     "recent_days": args.recent_days,
+                    "now": now,
                     "first": history + 1,
                     "last": history + args.running,
                 },
@@ -445,6 +448,8 @@ def measure_sqlite(args: argparse.Namespace) -> dict:
                 str(args.days),
                 "--recent-days",
                 str(args.recent_days),
+                "--now",
+                args.now,
                 "--sqlite-file",
                 str(path),
             ],
@@ -550,6 +555,7 @@ def main(argv=None) -> int:
 
     load_before = os.getloadavg()
     started_at = dt.datetime.now(dt.UTC)
+    args.now = started_at.isoformat()  # seeding's "now", for the same rows in every database
     print(
         f"Preparing {', '.join(names.values())}: {args.history:,} finished and "
         f"{running:,} running Runs each...",
@@ -571,6 +577,8 @@ def main(argv=None) -> int:
                 str(args.days),
                 "--recent-days",
                 str(args.recent_days),
+                "--now",
+                args.now,
                 "--prefix",
                 args.prefix,
                 "--server",
