@@ -355,7 +355,8 @@ def _finished_per_day(
 
     ``runs`` is the visible Runs under the filters (no dates). It is counted instead for one
     Run id, for days that would start off a quarter hour (no zone's do today), and for the
-    "by" and schedule filters outside UTC: the actor rows have no hours, and counting one
+    "by" and schedule filters outside UTC together with an operation, status or trigger
+    filter: the actor rows have no hours, only quarter-of-day totals, and counting one
     actor's Runs (an index-only scan of its own index) is quicker than counting those of the
     85 part days, each its own range.
     """
@@ -365,13 +366,14 @@ def _finished_per_day(
     off_quarter = any(start.astimezone(dt.UTC).minute % 15 or start.second for start in starts)
     actors = _actor_rows(filters)
     off_midnight = any(start != _utc_midnight(start) for start in starts)
-    if filters.run_id is not None or off_quarter or (actors is not None and off_midnight):
+    every = not (filters.operations or filters.statuses or filters.trigger)
+    if (filters.run_id is not None or off_quarter
+            or (actors is not None and off_midnight and not every)):
         return _per_day(finished.filter(created_at__gte=starts[0], created_at__lt=starts[-1]),
                         zone)
     columns = rollup.columns_for(filters.operations, filters.statuses, filters.trigger)
     if not columns:  # e.g. only active statuses: none of those are finished
         return {}
-    every = not (filters.operations or filters.statuses or filters.trigger)
     total = F("n") if every else _plus(columns)
 
     def rows_of(model, where: Q) -> QuerySet:
@@ -394,13 +396,15 @@ def _finished_per_day(
     # start).
     day_range = Q(day__gte=starts[0].astimezone(dt.UTC).date(),
                   day__lte=starts[-1].astimezone(dt.UTC).date())
-    if actors is None and every and off_midnight:
-        # All Runs: the day rows' quarter-of-day totals hold the parts too, in the same rows,
-        # summed by the database up to each quarter a day starts at (one or two: DST).
+    if every and off_midnight:
+        # All Runs (or all of the actor's): the day (or actor) rows' quarter-of-day totals
+        # hold the parts too, in the same rows, summed by the database up to each quarter a
+        # day starts at (one or two: DST).
         quarter = {start: _quarter_of_day(start) for start in starts}
         before = {f"before_{k}": Sum(_plus(rollup.QUARTER_OF_DAY_COLUMNS[:k]))
                   for k in set(quarter.values()) if k}
-        by_day = {row["day"]: row for row in rows_of(RunDayCount, day_range).values("day")
+        model = RunDayCount if actors is None else RunActorDayCount
+        by_day = {row["day"]: row for row in rows_of(model, day_range).values("day")
                   .annotate(total=Sum("n"), **before).order_by()}
         days = {day: row["total"] for day, row in by_day.items()}
         parts = {start: by_day[day][f"before_{k}"] for start, k in quarter.items()

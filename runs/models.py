@@ -467,7 +467,8 @@ QUARTERS_OF_DAY = 96
 
 
 def quarter_of_day_column(index: int) -> str:
-    """The RunDayCount column of the ``index``-th quarter hour of the UTC day (0 = 00:00)."""
+    """The RunDayCount and RunActorDayCount column of the ``index``-th quarter hour of the UTC
+    day (0 = 00:00)."""
     return f"q{index:02d}"
 
 
@@ -495,11 +496,17 @@ class RunActorDayCount(RunCounts):
     """The same per UTC day, datastore and actor: who launched the Runs, for the heatmap's
     "by" and schedule filters. One row per user (or schedule) that launched Runs on that day
     and datastore, a few dozen per day, where the Runs themselves are ~30,000 a day at 10^7 a
-    year. Only days: an hour row per actor would be as many rows as there are Runs. A viewer
-    whose midnight is not UTC's counts the Runs of the part days (activity.selectors).
+    year. Only days: an hour row per actor would be as many rows as there are Runs.
+
+    Also each quarter hour's total (``q00`` .. ``q95``), as on RunDayCount: a viewer whose
+    midnight is not UTC's reads the parts of days from the same rows. Totals only: with other
+    filters too, that viewer counts the actor's Runs (activity.selectors).
     """
 
     day = models.DateField()
+    for _index in range(QUARTERS_OF_DAY):
+        locals()[quarter_of_day_column(_index)] = models.IntegerField(default=0)
+    del _index
     # The Run's triggered_by_user_id, 0 for none; the Run's schedule_id when a schedule
     # launched it (triggered_by_kind "schedule"), else 0. Not foreign keys: 0 is not a row,
     # and the key of a deleted schedule is still what its Runs are filtered by.

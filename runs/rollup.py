@@ -20,14 +20,15 @@ Newfoundland -3:30, Chatham +12:45), the quarter rows (at most 3 more at each en
 A fourth table, runs_runactordaycount, holds the same columns per UTC day, datastore and
 actor (the Run's user, and its schedule when a schedule launched it): the heatmap's "by" and
 schedule filters sum its rows. Days only: hour rows per actor would be about as many as the
-Runs themselves.
+Runs themselves. Its rows hold the quarter-of-day totals too, so that those filters without
+others read no more rows off UTC either; with others, they count the actor's Runs there.
 
 Database triggers keep the rows in step with runs_run in the same transaction, whatever
 writes it (a worker finishing a Run, Delete, bulk Delete, retention, a raw DELETE):
 
 * a Run that becomes terminal (UPDATE from queued/running, or INSERT of a terminal row as a
-  restore does) adds 1 to its creation quarter, hour and day (and its day and actor, and its
-  day's quarter-of-day total); an active Run is not in the rollup (the heatmap counts those
+  restore does) adds 1 to its creation quarter, hour and day (and its day and actor, and those
+  two rows' quarter-of-day totals); an active Run is not in the rollup (the heatmap counts those
   live);
 * a terminal Run deleted subtracts 1;
 * a terminal Run never changes otherwise (migration 0002 refuses the UPDATE), so its periods,
@@ -38,6 +39,11 @@ in the same hour and datastore wait for each other's row lock (PostgreSQL) or th
 lock (SQLite), and both counts land. A new operation, status or trigger kind needs a
 migration that adds its columns and recreates the triggers (``trigger_sql`` reads the current
 choices).
+
+The SQL is that of a version of the rollup, the migration that made it: 9 (quarter, hour and
+day rows), 11 (and the day rows' quarter-of-day totals, and the actor rows), 12 (and the actor
+rows' quarter-of-day totals). A migration passes its own version, so that it does the same
+whatever the code becomes; the default is the latest.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ COMBINATIONS = [
 ]
 COLUMNS = [column(*combination) for combination in COMBINATIONS]
 QUARTER_OF_DAY_COLUMNS = [quarter_of_day_column(i) for i in range(QUARTERS_OF_DAY)]
+VERSIONS = (9, 11, 12)
+LATEST = VERSIONS[-1]
 
 
 def columns_for(
@@ -138,13 +146,19 @@ def _cells(ref: str, value: str) -> list[str]:
     ]
 
 
-def _upsert(vendor: str, ref: str, delta: int, *, latest: bool = True) -> str:
-    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day,
-    and to its row of day and actor and its day row's quarter-of-day total (without
-    ``latest``: as migration 0009 made the rollup, before those)."""
+def _check(version: int) -> None:
+    if version not in VERSIONS:
+        raise ValueError(f"No rollup version {version}: {VERSIONS}")
+
+
+def _upsert(vendor: str, ref: str, delta: int, *, version: int = LATEST) -> str:
+    """INSERT ... ON CONFLICT adding ``delta`` to the rows of ``ref``'s quarter, hour and day;
+    from ``version`` 11, to its row of day and actor and its day row's quarter-of-day total;
+    from 12, to its actor row's quarter-of-day total too."""
+    _check(version)
     counts = {"n": str(delta), **dict(zip(COLUMNS, _cells(ref, str(delta)), strict=True))}
     day_counts = counts
-    if latest:
+    if version >= 11:
         index = _quarter_of_day(vendor, f"{ref}.created_at")
         day_counts = {**counts, **{
             name: f"CASE WHEN {index} = {i} THEN {delta} ELSE 0 END"
@@ -156,9 +170,10 @@ def _upsert(vendor: str, ref: str, delta: int, *, latest: bool = True) -> str:
         (HOURS, "hour, datastore_id", f"{_hour(vendor, ref)}, {ref}.datastore_id", counts),
         (DAYS, "day, datastore_id", f"{_day(vendor, ref)}, {ref}.datastore_id", day_counts),
     ]
-    if latest:
+    if version >= 11:
         rows.append((ACTOR_DAYS, "day, datastore_id, user_key, schedule_key",
-                     f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}", counts))
+                     f"{_day(vendor, ref)}, {ref}.datastore_id, {_actor_keys(ref)}",
+                     day_counts if version >= 12 else counts))
     statements = []
     for table, key, key_values, cells in rows:
         sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in cells)
@@ -170,18 +185,18 @@ def _upsert(vendor: str, ref: str, delta: int, *, latest: bool = True) -> str:
     return "; ".join(statements)
 
 
-def trigger_sql(vendor: str, *, latest: bool = True) -> list[str]:
-    """The triggers; without ``latest``, those of migration 0009 (see ``_upsert``)."""
+def trigger_sql(vendor: str, *, version: int = LATEST) -> list[str]:
+    """The triggers of rollup ``version`` (see ``_upsert``)."""
     if vendor == "postgresql":
         return [
             f"""
             CREATE FUNCTION assay_run_hour_count() RETURNS trigger AS $$
             BEGIN
                 IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status IN {TERMINAL_SQL} THEN
-                    {_upsert(vendor, "OLD", -1, latest=latest)};
+                    {_upsert(vendor, "OLD", -1, version=version)};
                 END IF;
                 IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status IN {TERMINAL_SQL} THEN
-                    {_upsert(vendor, "NEW", 1, latest=latest)};
+                    {_upsert(vendor, "NEW", 1, version=version)};
                 END IF;
                 RETURN NULL;
             END $$ LANGUAGE plpgsql
@@ -197,17 +212,17 @@ def trigger_sql(vendor: str, *, latest: bool = True) -> list[str]:
         f"""
         CREATE TRIGGER run_hour_count_insert AFTER INSERT ON runs_run
         FOR EACH ROW WHEN NEW.status IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "NEW", 1, latest=latest)}; END
+        BEGIN {_upsert(vendor, "NEW", 1, version=version)}; END
         """,
         f"""
         CREATE TRIGGER run_hour_count_finish AFTER UPDATE OF status ON runs_run
         FOR EACH ROW WHEN NEW.status IN {TERMINAL_SQL} AND OLD.status NOT IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "NEW", 1, latest=latest)}; END
+        BEGIN {_upsert(vendor, "NEW", 1, version=version)}; END
         """,
         f"""
         CREATE TRIGGER run_hour_count_delete AFTER DELETE ON runs_run
         FOR EACH ROW WHEN OLD.status IN {TERMINAL_SQL}
-        BEGIN {_upsert(vendor, "OLD", -1, latest=latest)}; END
+        BEGIN {_upsert(vendor, "OLD", -1, version=version)}; END
         """,
     ]
 
@@ -228,10 +243,11 @@ def _sums(ref: str) -> str:
     return ", ".join(f"SUM({cell})" for cell in _cells(ref, "1"))
 
 
-def refill_sql(vendor: str, *, latest: bool = True) -> list[str]:
+def refill_sql(vendor: str, *, version: int = LATEST) -> list[str]:
     """Recount every row from runs_run (the backfill; also after a bulk load that bypassed
-    the triggers, as the benchmark's seeding does). Without ``latest``, the tables and
-    columns of migration 0009 only."""
+    the triggers, as the benchmark's seeding does): the tables and columns of rollup
+    ``version``."""
+    _check(version)
     names = ", ".join(["n", *COLUMNS])
     totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
     if vendor == "postgresql":
@@ -240,7 +256,7 @@ def refill_sql(vendor: str, *, latest: bool = True) -> list[str]:
     else:
         hour, day = "strftime('%Y-%m-%d %H:00:00', c.quarter)", "date(c.quarter)"
     day_names, day_totals = names, totals
-    if latest:
+    if version >= 11:
         index = _quarter_of_day(vendor, "c.quarter")
         day_names += ", " + ", ".join(QUARTER_OF_DAY_COLUMNS)
         day_totals += ", " + ", ".join(f"SUM(CASE WHEN {index} = {i} THEN c.n ELSE 0 END)"
@@ -259,23 +275,51 @@ def refill_sql(vendor: str, *, latest: bool = True) -> list[str]:
         f"SELECT {day}, c.datastore_id, {day_totals} FROM {QUARTERS} c "
         f"GROUP BY {day}, c.datastore_id",
     ]
-    if latest:
-        statements += actor_refill_sql(vendor)
+    if version >= 11:
+        statements += actor_refill_sql(vendor, version=version)
     return statements
 
 
-def actor_refill_sql(vendor: str) -> list[str]:
-    """Recount RunActorDayCount from runs_run."""
+def actor_refill_sql(vendor: str, *, version: int = LATEST) -> list[str]:
+    """Recount RunActorDayCount from runs_run (rollup ``version`` 11 or later)."""
+    _check(version)
     names = ", ".join(["n", *COLUMNS])
-    keys = f"{_day(vendor, 'r')}, r.datastore_id, {_actor_keys('r')}"
+    if version < 12:
+        keys = f"{_day(vendor, 'r')}, r.datastore_id, {_actor_keys('r')}"
+        return [
+            f"DELETE FROM {ACTOR_DAYS}",
+            f"INSERT INTO {ACTOR_DAYS} (day, datastore_id, user_key, schedule_key, {names}) "
+            f"SELECT {keys}, COUNT(*), {_sums('r')} "
+            f"FROM runs_run r WHERE r.status IN {TERMINAL_SQL} GROUP BY {keys}",
+        ]
+    # Per quarter hour and actor first, then the days from those, as refill_sql makes the
+    # day rows from the quarter rows: the quarter of the day is worked out once a group, not
+    # once a Run.
+    quarter_keys = f"{_quarter(vendor, 'r')}, r.datastore_id, {_actor_keys('r')}"
+    user_key, schedule_key = _actor_keys("r").split(", ", 1)
+    quarter_sums = ", ".join(f"SUM({cell}) AS {name}"
+                             for name, cell in zip(COLUMNS, _cells("r", "1"), strict=True))
+    if vendor == "postgresql":
+        day = "(c.quarter AT TIME ZONE 'UTC')::date"
+    else:
+        day = "date(c.quarter)"
+    index = _quarter_of_day(vendor, "c.quarter")
+    keys = f"{day}, c.datastore_id, c.user_key, c.schedule_key"
+    totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
+    quarter_totals = ", ".join(f"SUM(CASE WHEN {index} = {i} THEN c.n ELSE 0 END)"
+                               for i in range(QUARTERS_OF_DAY))
     return [
         f"DELETE FROM {ACTOR_DAYS}",
-        f"INSERT INTO {ACTOR_DAYS} (day, datastore_id, user_key, schedule_key, {names}) "
-        f"SELECT {keys}, COUNT(*), {_sums('r')} "
-        f"FROM runs_run r WHERE r.status IN {TERMINAL_SQL} GROUP BY {keys}",
+        f"INSERT INTO {ACTOR_DAYS} (day, datastore_id, user_key, schedule_key, {names}, "
+        f"{', '.join(QUARTER_OF_DAY_COLUMNS)}) "
+        f"SELECT {keys}, {totals}, {quarter_totals} "
+        f"FROM (SELECT {_quarter(vendor, 'r')} AS quarter, r.datastore_id, "
+        f"{user_key} AS user_key, {schedule_key} AS schedule_key, COUNT(*) AS n, "
+        f"{quarter_sums} FROM runs_run r WHERE r.status IN {TERMINAL_SQL} "
+        f"GROUP BY {quarter_keys}) c GROUP BY {keys}",
     ]
 
 
-def refill(cursor, vendor: str, *, latest: bool = True) -> None:
-    for statement in refill_sql(vendor, latest=latest):
+def refill(cursor, vendor: str, *, version: int = LATEST) -> None:
+    for statement in refill_sql(vendor, version=version):
         cursor.execute(statement)

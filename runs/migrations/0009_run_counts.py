@@ -14,10 +14,10 @@ from runs import rollup
 
 def forwards(apps, schema_editor):
     vendor = schema_editor.connection.vendor
-    for statement in rollup.trigger_sql(vendor, latest=False):
+    for statement in rollup.trigger_sql(vendor, version=9):
         schema_editor.execute(statement, params=None)
     with schema_editor.connection.cursor() as cursor:
-        rollup.refill(cursor, vendor, latest=False)
+        rollup.refill(cursor, vendor, version=9)
 
 
 def backwards(apps, schema_editor):

@@ -11,36 +11,8 @@ from the Runs there are (two passes over runs_run: about two minutes for 10^7 Ru
 from django.db import migrations, models
 
 from runs import rollup
+from runs.migration_operations import AddFieldsToState
 from runs.models import quarter_of_day_column
-
-
-class AddFieldsToState(migrations.operations.base.Operation):
-    """Many AddFields to the migration state with one reload of the model: 96 AddFields
-    re-render it 96 times, 2.5 s of every migrate of a new database. The columns themselves
-    are added by SQL beside it."""
-
-    reduces_to_sql = False
-
-    def __init__(self, model_name, fields):
-        self.model_name, self.fields = model_name, fields
-
-    def deconstruct(self):
-        return self.__class__.__qualname__, [self.model_name, self.fields], {}
-
-    def state_forwards(self, app_label, state):
-        model_state = state.models[app_label, self.model_name]
-        for name, field in self.fields:
-            model_state.fields[name] = field
-        state.reload_model(app_label, self.model_name, delay=True)
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        pass
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        pass
-
-    def describe(self):
-        return f"Add {len(self.fields)} fields to {self.model_name}"
 
 
 def drop_triggers(apps, schema_editor):
@@ -51,16 +23,16 @@ def drop_triggers(apps, schema_editor):
 
 
 def create_triggers_of_0009(apps, schema_editor):
-    for statement in rollup.trigger_sql(schema_editor.connection.vendor, latest=False):
+    for statement in rollup.trigger_sql(schema_editor.connection.vendor, version=9):
         schema_editor.execute(statement, params=None)
 
 
 def create_triggers_and_recount(apps, schema_editor):
     vendor = schema_editor.connection.vendor
-    for statement in rollup.trigger_sql(vendor):
+    for statement in rollup.trigger_sql(vendor, version=11):
         schema_editor.execute(statement, params=None)
     with schema_editor.connection.cursor() as cursor:
-        rollup.refill(cursor, vendor)
+        rollup.refill(cursor, vendor, version=11)
 
 
 class Migration(migrations.Migration):
