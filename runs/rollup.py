@@ -121,7 +121,11 @@ def _day(vendor: str, ref: str) -> str:
 
 def _actor_keys(ref: str) -> str:
     """SQL for RunActorDayCount's (user_key, schedule_key) of ``ref``: 0 for none."""
-    return (f"COALESCE({ref}.triggered_by_user_id, 0), "
+    return ", ".join(_actor_key_pair(ref))
+
+
+def _actor_key_pair(ref: str) -> tuple[str, str]:
+    return (f"COALESCE({ref}.triggered_by_user_id, 0)",
             f"CASE WHEN {ref}.triggered_by_kind = '{ActorKind.SCHEDULE}' "
             f"THEN COALESCE({ref}.schedule_id, 0) ELSE 0 END")
 
@@ -296,7 +300,7 @@ def actor_refill_sql(vendor: str, *, version: int = LATEST) -> list[str]:
     # day rows from the quarter rows: the quarter of the day is worked out once a group, not
     # once a Run.
     quarter_keys = f"{_quarter(vendor, 'r')}, r.datastore_id, {_actor_keys('r')}"
-    user_key, schedule_key = _actor_keys("r").split(", ", 1)
+    user_key, schedule_key = _actor_key_pair("r")
     quarter_sums = ", ".join(f"SUM({cell}) AS {name}"
                              for name, cell in zip(COLUMNS, _cells("r", "1"), strict=True))
     if vendor == "postgresql":

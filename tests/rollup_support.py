@@ -35,7 +35,7 @@ def counted(period: str) -> dict:
         cell = out.setdefault((key, run.datastore_id), Counter())
         cell[hour_count_column(run.operation, run.status, run.triggered_by_kind)] += 1
         cell["n"] += 1
-        if period == "day":  # and the day's quarter-hour totals
+        if period in ("day", "actor"):  # and the quarter-hour totals of the day
             cell[quarter_of_day_column(utc.hour * 4 + utc.minute // 15)] += 1
     return out
 

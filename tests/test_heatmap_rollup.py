@@ -255,3 +255,56 @@ def test_heatmap_counts_equal_the_runs_for_zones_filters_and_an_editor(datastore
                     in html, where
                 # Warm: the same cells from the cache.
                 assert heat_cells(client.get("/activity/", params).content.decode()) == want
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0012_fills_the_actor_quarters_and_reverses(datastore, editor):
+    """Migrating from 0011 with finished Runs there: the actor rows get their quarter-of-day
+    totals from the Runs; migrating back drops them, and 0011's triggers count on."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("runs", "0011_run_actor_and_quarter_of_day_counts")]
+    after = [("runs", "0012_run_actor_quarter_of_day_counts")]
+
+    def migrate(target):
+        MigrationExecutor(connection).migrate(target)
+
+    def actor_columns():
+        with connection.cursor() as cursor:
+            return {column.name for column in
+                    connection.introspection.get_table_description(cursor,
+                                                                   "runs_runactordaycount")}
+
+    def actor_total():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COALESCE(SUM(n), 0) FROM runs_runactordaycount")
+            return cursor.fetchone()[0]
+
+    schedule = Schedule.objects.create(name="Nightly", datastore=datastore, operation="scan",
+                                       cron="0 2 * * *", created_by=editor)
+    start = timezone.now().replace(hour=17, minute=5, second=0, microsecond=0) \
+        - dt.timedelta(days=3)
+    migrate(before)
+    try:
+        assert "q00" not in actor_columns()
+        for i in range(24):  # across several UTC days, in many quarter hours
+            created = start + dt.timedelta(minutes=97 * i)
+            status = ["success", "failure", "aborted", "running"][i % 4]
+            if i % 3 == 0:
+                scheduled_run(schedule, status, created)
+            else:
+                make_run(datastore, status=status, user=editor if i % 3 == 1 else None,
+                         created_at=created)
+        assert actor_total() == 18  # 0011's triggers: no quarters
+        migrate(after)
+        assert {"q00", "q95"} <= actor_columns()
+        assert_rollup_matches(18)
+        migrate(before)
+        assert "q00" not in actor_columns()
+        make_run(datastore, status="success", user=editor, created_at=start)
+        assert actor_total() == 19
+    finally:
+        migrate(after)
+    assert_rollup_matches(19)  # recounted
+    make_run(datastore, status="failure", user=editor, created_at=start)
+    assert_rollup_matches(20)
