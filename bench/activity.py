@@ -291,7 +291,8 @@ def heatmap_ab(rounds: int) -> list[HeatmapAB]:
     cases = {
         "no filter": RunFilters(),
         "status=failure&operation=scan": RunFilters(statuses=("failure",), operations=("scan",)),
-        # Who launched the Runs: the per-actor day rows (and Runs of part days off UTC).
+        # Who launched the Runs: the per-actor day rows (and their quarter-of-day totals off
+        # UTC).
         "by=analyst07": RunFilters(triggered_by="analyst07").resolved(),
         f"schedule={schedule.name}": RunFilters(schedule_id=schedule.pk),
     }

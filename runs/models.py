@@ -180,7 +180,8 @@ class Run(models.Model):
                 name="run_created_heatmap",
             ),
             # The Run list under the "by" and schedule filters, and the heatmap's count of
-            # their Runs on part days for viewers off UTC (RunActorDayCount has no hours):
+            # their Runs for viewers off UTC with other filters too (RunActorDayCount has no
+            # hours, only quarter-of-day totals):
             # actor first, then the same columns as run_created_heatmap, an index-only scan
             # instead of intersecting the actor's and the time range's bitmaps and visiting the
             # table. Partial: Runs without that actor stay out of it, and out of its write cost.

@@ -148,7 +148,8 @@ FILTERS = [
     {"trigger": "user"},
     {"trigger": "schedule"},
     {"status": "running"},
-    # The actor filters: from the per-actor day rows in UTC, counted from the Runs elsewhere.
+    # The actor filters: from the per-actor day rows (their quarter-of-day totals off UTC);
+    # with other filters too, counted from the Runs off UTC.
     {"by": "alice"},  # a user's name
     {"by": "alice", "status": "failure"},
     {"by": "NIGHT"},  # a schedule's name
