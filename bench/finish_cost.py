@@ -7,7 +7,8 @@ migration, side by side in one run.
 1. Recreates one PostgreSQL database per variant (``--prefix`` + ``_before``, ``_after``,
    ``_none``): *before* is migrated to ``runs 0010`` (the rollup triggers of 0009: one upsert
    each into the quarter, hour and day rows), *after* to the latest migration (0011 adds 96
-   quarter-of-day terms to the day row's upsert and a fourth upsert, into the actor-day rows),
+   quarter-of-day terms to the day row's upsert and a fourth upsert, into the actor-day rows;
+   0012 the same 96 terms to that fourth upsert),
    *none* to the latest with the rollup trigger dropped (the floor: the finish's own UPDATE and
    the terminal-Run guard of 0002). Every other app is at its latest migration in all three.
 2. Seeds each the same way (fixed random seed): users, datastores, a schedule per datastore,
@@ -206,13 +207,13 @@ def prepare(variant: str, args: argparse.Namespace) -> None:
         with connection.cursor() as cursor:
             for statement in rollup.drop_trigger_sql(connection.vendor):
                 cursor.execute(statement)
-    seed(args, latest=variant != "before")
+    seed(args, version=9 if variant == "before" else rollup.LATEST)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
     print(f"  {variant}: migrated and seeded in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def seed(args: argparse.Namespace, *, latest: bool) -> None:
+def seed(args: argparse.Namespace, *, version: int) -> None:
     from django.db import connection, transaction
 
     from accounts.models import User
@@ -290,7 +291,7 @@ def seed(args: argparse.Namespace, *, latest: bool) -> None:
                 "SELECT setval(pg_get_serial_sequence('runs_run', 'id'), %s)",
                 [history + args.running],
             )
-            rollup.refill(cursor, "postgresql", latest=latest)
+            rollup.refill(cursor, "postgresql", version=version)
 
 
 def seed_sqlite(args: argparse.Namespace, population: dict, now: dt.datetime) -> None:
