@@ -14,6 +14,7 @@ from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
+import assay.lookups  # noqa: F401 -- the "any" lookup of _sum_spans
 from accounts.models import Role, User
 from accounts.permissions import (
     can_see_connection,
@@ -457,44 +458,56 @@ def _quarter_of_day(moment: dt.datetime) -> int:
 
 
 def _part_days(sums, starts: list[dt.datetime], days: dict) -> dict:
-    """For each start, the finished Runs from its UTC midnight to it: the hours of that side
-    of the day (or the day minus the other side, whichever are fewer), plus the quarters of
-    the start's hour before it."""
-    hour_spans, quarter_spans = {}, {}
-    for start in starts:
-        hour, midnight = _hour_of(start), _utc_midnight(start)
-        if hour.hour:
-            early = hour.hour <= 12
-            hour_spans[start] = (midnight, hour) if early else (hour, midnight + DAY)
-        if start != hour:
-            quarter_spans[start] = (hour, start)
-    hours = _sum_spans(sums, RunHourCount, "hour", hour_spans, HOUR)
-    quarters = _sum_spans(sums, RunQuarterCount, "quarter", quarter_spans, QUARTER)
+    """For each start, the finished Runs from its UTC midnight to it, from the fewest rows:
+    the hours from that midnight, or the day minus the hours to the next one, up to the hour
+    before the start (adding its quarters up to the start) or the hour after it (taking away
+    its quarters from the start). For +5:30, 18:30 UTC: the day minus 19:00-24:00, minus the
+    quarters 18:30 and 18:45 (7 periods instead of 20)."""
+    plans = {start: _part_plan(start) for start in starts}
+    hours = _sum_spans(sums, RunHourCount, "hour",
+                       [plan.hours for plan in plans.values()], HOUR)
+    quarters = _sum_spans(sums, RunQuarterCount, "quarter",
+                          [plan.quarters for plan in plans.values()], QUARTER)
     parts = {}
-    for start in starts:
-        n, midnight = 0, _utc_midnight(start)
-        if start in hour_spans:
-            begin, end = hour_spans[start]
-            part = _in_span(hours, begin, end, HOUR)
-            n += part if end == _hour_of(start) else days.get(midnight.date(), 0) - part
-        if start in quarter_spans:
-            n += _in_span(quarters, *quarter_spans[start], QUARTER)
-        parts[start] = n
+    for start, plan in plans.items():
+        n = _in_span(hours, *plan.hours, HOUR)
+        if not plan.from_midnight:
+            n = days.get(_utc_midnight(start).date(), 0) - n
+        parts[start] = n + plan.quarter_sign * _in_span(quarters, *plan.quarters, QUARTER)
     return parts
+
+
+@dataclass(frozen=True)
+class _PartPlan:
+    hours: tuple[dt.datetime, dt.datetime]  # a span of whole hours
+    from_midnight: bool  # the hours are the part itself (else the day minus them)
+    quarters: tuple[dt.datetime, dt.datetime]  # a span of quarters within one hour
+    quarter_sign: int  # +1: the quarters are added; -1: taken away
+
+
+def _part_plan(start: dt.datetime) -> _PartPlan:
+    midnight, floor = _utc_midnight(start), _hour_of(start)
+    ceiling = floor if floor == start else floor + HOUR
+    plans = []
+    for edge, quarters, sign in ((floor, (floor, start), 1), (ceiling, (start, ceiling), -1)):
+        plans.append(_PartPlan((midnight, edge), True, quarters, sign))
+        plans.append(_PartPlan((edge, midnight + DAY), False, quarters, sign))
+    return min(plans, key=lambda plan: (plan.hours[1] - plan.hours[0]) / HOUR
+               + (plan.quarters[1] - plan.quarters[0]) / QUARTER)
 
 
 DAY, HOUR, QUARTER = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=15)
 
 
-def _sum_spans(sums, model, period: str, spans: dict, step: dt.timedelta) -> dict:
+def _sum_spans(sums, model, period: str, spans: list, step: dt.timedelta) -> dict:
     """The rollup's totals for every period of the (begin, end) spans, in one query (none
-    without spans). One ``IN`` list of periods: an index probe each, and quicker to build than
-    85 OR-ed ranges."""
-    periods = [begin + i * step
-               for begin, end in spans.values() for i in range((end - begin) // step)]
+    without spans). One list of periods (``any``: a single array parameter on PostgreSQL): an
+    index probe each, and quicker to build than 85 OR-ed ranges."""
+    periods = sorted({begin + i * step
+                      for begin, end in spans for i in range((end - begin) // step)})
     if not periods:
         return {}
-    return sums(model, period, Q(**{f"{period}__in": periods}))
+    return sums(model, period, Q(**{f"{period}__any": periods}))
 
 
 def _in_span(totals: dict, begin: dt.datetime, end: dt.datetime, step: dt.timedelta) -> int:
