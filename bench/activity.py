@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # -- database ----------------------------------------------------------------------------------
-def recreate_database(server: str, name: str) -> None:
+def recreate_database(server: str, name: str, *, drop_only: bool = False) -> None:
     import psycopg
 
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
@@ -76,7 +76,23 @@ def recreate_database(server: str, name: str) -> None:
             "WHERE datname = %s AND pid <> pg_backend_pid()", [name]
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def django_env(db_url: str) -> dict[str, str]:
+    """The environment of a benchmark's Django: production settings on ``db_url``."""
+    var_dir = ROOT / "var" / "bench"
+    var_dir.joinpath("static").mkdir(parents=True, exist_ok=True)  # whitenoise wants it
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "assay.settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "0",
+        "ASSAY_VAR_DIR": str(var_dir),
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "assay-bench-not-a-secret"),
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -512,20 +528,8 @@ def _key_lines(plan: list[str]) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    db_url = f"{args.server}/{args.database}"
-    var_dir = ROOT / "var" / "bench"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "assay.settings",
-        "DATABASE_URL": db_url,
-        "DEBUG": "0",
-        "ASSAY_VAR_DIR": str(var_dir),
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "assay-bench-not-a-secret"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = django_env(f"{args.server}/{args.database}")
     os.environ.update(env)
-
-    var_dir.joinpath("static").mkdir(parents=True, exist_ok=True)  # whitenoise wants it
     import django
 
     django.setup()

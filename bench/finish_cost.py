@@ -49,6 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.activity import django_env, recreate_database  # noqa: E402 -- after the path set-up
+
 VARIANTS = ("before", "after", "none")
 RUNS_0010 = "0010_run_actor_created_indexes"
 DATASTORES = 8
@@ -167,20 +169,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.variants or set(args.variants) - set(VARIANTS):
         parser.error(f"--variants: some of {','.join(VARIANTS)}")
     return args
-
-
-def django_env(db_url: str) -> dict[str, str]:
-    var_dir = ROOT / "var" / "bench"
-    var_dir.joinpath("static").mkdir(parents=True, exist_ok=True)
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "assay.settings",
-        "DATABASE_URL": db_url,
-        "DEBUG": "0",
-        "ASSAY_VAR_DIR": str(var_dir),
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "assay-bench-not-a-secret"),
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 # -- preparing one database (in a subprocess: Django on that database) ------------------------
@@ -350,20 +338,6 @@ def seed_sqlite(args: argparse.Namespace, population: dict, now: dt.datetime) ->
 
 
 # -- measuring ---------------------------------------------------------------------------------
-def recreate_database(server: str, name: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
