@@ -247,24 +247,37 @@ def _sums(ref: str) -> str:
     return ", ".join(f"SUM({cell})" for cell in _cells(ref, "1"))
 
 
+# Rows made from quarter rows ``c`` (refill_sql's hours and days, actor_refill_sql's days).
+QUARTER_TOTALS = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
+
+
+def _day_of_quarter(vendor: str) -> str:
+    """SQL for the UTC date of a quarter row ``c``."""
+    return "(c.quarter AT TIME ZONE 'UTC')::date" if vendor == "postgresql" else "date(c.quarter)"
+
+
+def _quarter_of_day_totals(vendor: str) -> str:
+    """SQL for the ``q00`` .. ``q95`` totals of the quarter rows ``c`` of a day."""
+    index = _quarter_of_day(vendor, "c.quarter")
+    return ", ".join(f"SUM(CASE WHEN {index} = {i} THEN c.n ELSE 0 END)"
+                     for i in range(QUARTERS_OF_DAY))
+
+
 def refill_sql(vendor: str, *, version: int = LATEST) -> list[str]:
     """Recount every row from runs_run (the backfill; also after a bulk load that bypassed
     the triggers, as the benchmark's seeding does): the tables and columns of rollup
     ``version``."""
     _check(version)
-    names = ", ".join(["n", *COLUMNS])
-    totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
+    names, totals = ", ".join(["n", *COLUMNS]), QUARTER_TOTALS
     if vendor == "postgresql":
         hour = "date_trunc('hour', c.quarter AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-        day = "(c.quarter AT TIME ZONE 'UTC')::date"
     else:
-        hour, day = "strftime('%Y-%m-%d %H:00:00', c.quarter)", "date(c.quarter)"
+        hour = "strftime('%Y-%m-%d %H:00:00', c.quarter)"
+    day = _day_of_quarter(vendor)
     day_names, day_totals = names, totals
     if version >= 11:
-        index = _quarter_of_day(vendor, "c.quarter")
         day_names += ", " + ", ".join(QUARTER_OF_DAY_COLUMNS)
-        day_totals += ", " + ", ".join(f"SUM(CASE WHEN {index} = {i} THEN c.n ELSE 0 END)"
-                                       for i in range(QUARTERS_OF_DAY))
+        day_totals += ", " + _quarter_of_day_totals(vendor)
     statements = [
         *(f"DELETE FROM {table}" for table in (QUARTERS, HOURS, DAYS)),
         f"INSERT INTO {QUARTERS} (quarter, datastore_id, {names}) "
@@ -303,20 +316,12 @@ def actor_refill_sql(vendor: str, *, version: int = LATEST) -> list[str]:
     user_key, schedule_key = _actor_key_pair("r")
     quarter_sums = ", ".join(f"SUM({cell}) AS {name}"
                              for name, cell in zip(COLUMNS, _cells("r", "1"), strict=True))
-    if vendor == "postgresql":
-        day = "(c.quarter AT TIME ZONE 'UTC')::date"
-    else:
-        day = "date(c.quarter)"
-    index = _quarter_of_day(vendor, "c.quarter")
-    keys = f"{day}, c.datastore_id, c.user_key, c.schedule_key"
-    totals = ", ".join(f"SUM(c.{name})" for name in ["n", *COLUMNS])
-    quarter_totals = ", ".join(f"SUM(CASE WHEN {index} = {i} THEN c.n ELSE 0 END)"
-                               for i in range(QUARTERS_OF_DAY))
+    keys = f"{_day_of_quarter(vendor)}, c.datastore_id, c.user_key, c.schedule_key"
     return [
         f"DELETE FROM {ACTOR_DAYS}",
         f"INSERT INTO {ACTOR_DAYS} (day, datastore_id, user_key, schedule_key, {names}, "
         f"{', '.join(QUARTER_OF_DAY_COLUMNS)}) "
-        f"SELECT {keys}, {totals}, {quarter_totals} "
+        f"SELECT {keys}, {QUARTER_TOTALS}, {_quarter_of_day_totals(vendor)} "
         f"FROM (SELECT {_quarter(vendor, 'r')} AS quarter, r.datastore_id, "
         f"{user_key} AS user_key, {schedule_key} AS schedule_key, COUNT(*) AS n, "
         f"{quarter_sums} FROM runs_run r WHERE r.status IN {TERMINAL_SQL} "
