@@ -79,19 +79,16 @@ def run_line(context, run) -> SafeString:
     if context.get("bulk") and getattr(run, "actions", None):
         select = (f'<input type="checkbox" class="run-select" name="run" value="{pk}"'
                   f' form="bulk-form" aria-label="Select Run #{pk}">')
-    warn = ""
-    if run.status == RunStatus.SUCCESS and run.has_warnings:
-        warn = f'<span class="warn" title="{WARNINGS}">{_icon("alert", "", WARNINGS)}</span>'
     destination = destination_name(run, context.get("user"))
     to = f" → {escape(destination)}" if destination else ""
     return mark_safe(  # noqa: S308 -- every outside value is escaped above or below
         f'<div class="run-line run-cols" id="run-{pk}-line" data-live data-status="{status}"'
         f"{poll}>"
         f'<div class="c-run">{select}<a class="run-id" href="'
-        f'{_url_format("activity:run", 1).format(pk)}">#{pk}</a>{warn}'
+        f'{_url_format("activity:run", 1).format(pk)}">#{pk}</a>{run_warning(run)}'
         f'<span class="op">{escape(run.get_operation_display())}</span>'
         f'<span class="ds" title="Datastore">{escape(run.datastore.name)}{to}</span></div>'
-        f'<div class="c-status">{_badge(run.status)}{_aborting(run)}</div>'
+        f'<div class="c-status">{_badge(run.status)}{run_aborting(run)}</div>'
         f'<div class="c-started" data-label="Started">{_started(run)}</div>'
         f'<div class="c-duration" data-label="Duration">{run_duration(run)}</div>'
         f'<div class="c-progress">{run_progress(run)}</div>'
@@ -102,26 +99,48 @@ def run_line(context, run) -> SafeString:
     )
 
 
-def _aborting(run) -> str:
+@register.simple_tag
+def run_warning(run) -> SafeString:
+    """The warning sign of a Run that succeeded while its worker logged warnings or errors."""
+    if run.status == RunStatus.SUCCESS and run.has_warnings:
+        return mark_safe(  # noqa: S308 -- fixed text
+            f'<span class="warn" title="{WARNINGS}">{_icon("alert", "", WARNINGS)}</span>')
+    return mark_safe("")
+
+
+@register.simple_tag
+def run_aborting(run) -> SafeString:
+    """"Aborting…" once an abort is requested; hidden until htmx sends one (``abort-pending``,
+    the Abort button's indicator) while the viewer may abort."""
     if run.is_aborting:
         by = run.abort_requested_by.display_name if run.abort_requested_by else ""
-        return (f'<span class="aborting" title="Abort requested by {escape(by or "System")}">'
-                "Aborting…</span>")
+        return mark_safe(  # noqa: S308 -- the name is escaped
+            f'<span class="aborting" title="Abort requested by {escape(by or "System")}">'
+            "Aborting…</span>")
     if Action.ABORT in getattr(run, "actions", ()):
-        # Shown by htmx while the Abort it sends is on its way.
         pending = f"abort-pending-{int(run.pk)}"
-        return f'<span class="aborting abort-pending" id="{pending}">Aborting…</span>'
-    return ""
+        return mark_safe(  # noqa: S308 -- a number and fixed text
+            f'<span class="aborting abort-pending" id="{pending}">Aborting…</span>')
+    return mark_safe("")
+
+
+@register.simple_tag
+def run_wait_reason(run) -> SafeString:
+    """Why a queued Run waits (``runs.fairness.attach_wait_reasons`` sets it), if it does."""
+    reason = getattr(run, "wait_reason", "")
+    if not reason:
+        return mark_safe("")
+    return mark_safe(  # noqa: S308 -- the reason is escaped
+        f'<span class="wait-reason muted" data-wait-reason>{escape(reason)}</span>')
 
 
 def _started(run) -> str:
     if run.started_at:
         return when(run.started_at)
     queued = escape(local(run.created_at))
-    reason = getattr(run, "wait_reason", "")
+    reason = run_wait_reason(run)
     if reason:
-        return (f'<span title="Queued at {queued}"><span class="wait-reason muted"'
-                f" data-wait-reason>{escape(reason)}</span></span>")
+        return f'<span title="Queued at {queued}">{reason}</span>'
     return f'<span class="muted" title="Queued at {queued}">not started</span>'
 
 
