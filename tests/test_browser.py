@@ -140,7 +140,9 @@ def test_editor_launches_a_scan_aborts_it_and_resumes_it(
     page.evaluate(SEE_ABORTING)
     page.click("#run-live button.act-abort")
     page.click("#confirm-dialog-yes")  # the confirmation dialog asks first
-    page.wait_for_function("window.sawAborting === true", timeout=10_000)
+    # A function, not a bare expression: Playwright evaluates a bare expression again on every
+    # poll, and the page's CSP (no 'unsafe-eval') refuses that once the first check says no.
+    page.wait_for_function("() => window.sawAborting === true", timeout=10_000)
     expect(page.locator("#run-live .badge")).to_have_text("Aborted", timeout=20_000)
     expect(page.locator(".timeline")).to_contain_text("by editor")
     aborted = Run.objects.get(pk=run_id)
