@@ -110,8 +110,8 @@ def run_warning(run) -> SafeString:
 
 @register.simple_tag
 def run_aborting(run) -> SafeString:
-    """"Aborting…" once an abort is requested; hidden until htmx sends one (``abort-pending``,
-    the Abort button's indicator) while the viewer may abort."""
+    """The "Aborting…" sign once an abort is requested; while the viewer may abort, a hidden
+    one that htmx shows as the Abort button's indicator (``abort-pending``)."""
     if run.is_aborting:
         by = run.abort_requested_by.display_name if run.abort_requested_by else ""
         return mark_safe(  # noqa: S308 -- the name is escaped
